@@ -1,0 +1,79 @@
+"""``/api/v2/jobs`` and the old synchronous ``/api/v2/process-with-effects``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify, request, url_for
+
+from api.errors import ApiError, error_body
+from api.rendering import render_job
+from api.services import services
+from api.submission import submit
+from api.uploads import parse_options, read_image
+
+bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
+
+MAX_WAIT_SECONDS = 120.0
+
+
+def _submit_from_request() -> dict[str, Any]:
+    data, info = read_image(request.files)
+    options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"])
+    try:
+        return submit(services(), data, info, options)
+    except Exception as exc:
+        current_app.logger.exception("could not queue a job")
+        raise ApiError(
+            503, "queue_unavailable", "the job queue is unavailable; retry later"
+        ) from exc
+
+
+def _accepted(record: dict[str, Any]):  # type: ignore[no-untyped-def]
+    response = jsonify(render_job(record, services().store))
+    response.status_code = 202
+    response.headers["Location"] = url_for("jobs.get_job", job_id=record["id"])
+    return response
+
+
+@bp.post("/jobs")
+def create_job():  # type: ignore[no-untyped-def]
+    return _accepted(_submit_from_request())
+
+
+@bp.get("/jobs/<job_id>")
+def get_job(job_id: str):  # type: ignore[no-untyped-def]
+    record = services().jobs.get(job_id)
+    if record is None:
+        raise ApiError(404, "job_not_found", f"no job {job_id!r} (it may have expired)")
+    return jsonify(render_job(record, services().store))
+
+
+def _parse_timeout(raw: str | None) -> float:
+    if raw is None or raw.strip() == "":
+        return float(current_app.config["SYNC_WAIT_SECONDS"])
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_timeout", "timeout must be a number of seconds") from None
+    if not 0 <= value <= MAX_WAIT_SECONDS:
+        raise ApiError(
+            400, "invalid_timeout", f"timeout must be between 0 and {MAX_WAIT_SECONDS:.0f}"
+        )
+    return value
+
+
+@bp.post("/process-with-effects")
+def process_with_effects():  # type: ignore[no-untyped-def]
+    """Submit and wait (bounded) for the same kind of job; for clients of the old service."""
+    timeout = _parse_timeout(request.form.get("timeout"))
+    record = _submit_from_request()
+    finished = services().jobs.wait(record["id"], timeout) or record
+    body = render_job(finished, services().store)
+    if finished["status"] == "succeeded":
+        return jsonify(body)
+    if finished["status"] in ("queued", "processing"):
+        return _accepted(finished)
+    error = finished.get("error") or {"code": "failed", "message": "the job failed"}
+    status = 422 if error["code"] == "invalid_image" else 500
+    return jsonify(error_body(error["code"], error["message"], job=body)), status

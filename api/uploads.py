@@ -1,0 +1,80 @@
+"""Upload validation: the real type from magic bytes, the size from the header alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from api.errors import ApiError
+from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
+from workers.imageio import ImageInfo, InvalidImage, probe, sniff
+
+MAX_PIXELS = 100_000_000
+MAX_OUTPUT_SIDE = 8192
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    effects: tuple[str, ...]
+    max_size: int
+    format: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {"effects": list(self.effects), "max_size": self.max_size, "format": self.format}
+
+
+def read_image(files: MultiDict[str, FileStorage]) -> tuple[bytes, ImageInfo]:
+    upload = files.get("image")
+    if upload is None:
+        raise ApiError(400, "missing_image", "send the photo as the multipart field 'image'")
+    data = upload.read()
+    if not data:
+        raise ApiError(400, "empty_image", "the uploaded file is empty")
+    if sniff(data) is None:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "the file is not a JPEG, PNG, WebP or HEIC image (its contents were checked, "
+            "not its name)",
+        )
+    try:
+        info = probe(data)
+    except InvalidImage as exc:
+        raise ApiError(422, "invalid_image", str(exc)) from exc
+    if info.width * info.height > MAX_PIXELS:
+        raise ApiError(
+            422,
+            "image_too_large",
+            f"the image is {info.width}x{info.height} ({info.megapixels:.0f} MP); "
+            f"the limit is {MAX_PIXELS // 1_000_000} MP",
+        )
+    return data, info
+
+
+def parse_options(form: MultiDict[str, str], default_max_size: int = 2048) -> JobOptions:
+    raw_effects = form.get("effects", "").strip()
+    if raw_effects:
+        effects = tuple(dict.fromkeys(e.strip() for e in raw_effects.split(",") if e.strip()))
+        unknown = [e for e in effects if e not in EFFECT_NAMES]
+        if unknown or not effects:
+            raise ApiError(
+                400,
+                "invalid_effects",
+                f"unknown effects {unknown}; choose from {', '.join(EFFECT_NAMES)}",
+            )
+    else:
+        effects = EFFECT_NAMES
+    raw_size = form.get("max_size", "").strip()
+    try:
+        max_size = int(raw_size) if raw_size else default_max_size
+    except ValueError:
+        raise ApiError(
+            400, "invalid_max_size", "max_size must be a whole number of pixels"
+        ) from None
+    if not 1 <= max_size <= MAX_OUTPUT_SIDE:
+        raise ApiError(400, "invalid_max_size", f"max_size must be between 1 and {MAX_OUTPUT_SIDE}")
+    fmt = form.get("format", "").strip().lower() or "webp"
+    if fmt not in OUTPUT_FORMATS:
+        raise ApiError(400, "invalid_format", f"format must be one of {', '.join(OUTPUT_FORMATS)}")
+    return JobOptions(effects, max_size, fmt)

@@ -1,0 +1,38 @@
+"""Celery settings (flat, lowercase, as Celery's docs lay them out).
+
+Queues: ``gpu`` for segmentation batches, ``io`` for everything that only waits on the network.
+"""
+
+import os
+
+broker_url = os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")
+result_backend = broker_url
+result_expires = 24 * 3600
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+
+task_default_queue = "io"
+task_routes = {
+    "cutout.segment": {"queue": "gpu"},
+}
+
+# A killed worker's jobs go back to the queue; a job is acknowledged only once recorded.
+task_acks_late = True
+task_reject_on_worker_lost = True
+# Redelivery waits for this long after a worker vanishes; it must exceed the longest batch.
+broker_transport_options = {
+    "visibility_timeout": int(os.environ.get("CUTOUT_VISIBILITY_TIMEOUT", 3600)),
+}
+
+# Micro-batching: flush after this many jobs or this many seconds, whichever comes first.
+cutout_flush_every = int(os.environ.get("CUTOUT_FLUSH_EVERY", 8))
+cutout_flush_interval = float(os.environ.get("CUTOUT_FLUSH_INTERVAL", 0.05))
+# Unacknowledged messages count against the prefetch window, so it must hold at least one
+# full batch (two, so the next one fills while this one runs) or batches never fill.
+worker_prefetch_multiplier = 2 * cutout_flush_every
+
+worker_send_task_events = True
+task_send_sent_event = True
+broker_connection_retry_on_startup = True

@@ -1,0 +1,4 @@
+"""Celery tasks: thin glue.
+
+They parse messages, call ``workers/`` and record through ``storage/``.
+"""

@@ -1,0 +1,59 @@
+"""Worker entry point: ``celery -A tasks.worker worker -Q gpu``.
+
+A worker consuming the ``gpu`` queue builds and warms its model before it takes a job, then
+announces itself through a heartbeat that ``/readyz`` reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from typing import Any
+
+from celery import signals
+
+from tasks.app import create_celery
+
+app = create_celery()
+log = logging.getLogger("cutout.worker")
+_stop = threading.Event()
+
+
+def _consumes_gpu(worker: Any) -> bool:
+    return "gpu" in worker.app.amqp.queues.consume_from
+
+
+@signals.worker_init.connect
+def _warm_model(sender: Any = None, **_: Any) -> None:
+    if sender is None or not _consumes_gpu(sender):
+        return
+    from tasks.segment import segment
+
+    segment.runner.pipeline.segmenter.warm_up()
+
+
+@signals.worker_ready.connect
+def _start_heartbeat(sender: Any = None, **_: Any) -> None:
+    from tasks.segment import segment
+
+    worker = sender.controller if sender is not None else None
+    if worker is None or not _consumes_gpu(worker):
+        return
+    name = f"{sender.hostname or socket.gethostname()}"
+    heartbeats = segment.heartbeats
+
+    def beat() -> None:
+        while not _stop.is_set():
+            try:
+                heartbeats.beat("gpu", name)
+            except Exception:
+                log.warning("heartbeat to Redis failed", exc_info=True)
+            _stop.wait(5.0)
+
+    threading.Thread(target=beat, name="cutout-heartbeat", daemon=True).start()
+
+
+@signals.worker_shutdown.connect
+def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
+    _stop.set()

@@ -1,0 +1,110 @@
+"""Sniffing, header-only probing and decoding."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from workers.imageio import InvalidImage, decode, encode_rgba, fit_within, probe, sniff
+
+
+def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
+    out = io.BytesIO()
+    img.save(out, fmt, **kw)
+    return out.getvalue()
+
+
+def _gradient(w: int = 64, h: int = 48) -> Image.Image:
+    x = np.linspace(0, 255, w, dtype=np.uint8)[None, :].repeat(h, 0)
+    return Image.fromarray(np.stack([x, x[::-1, ::-1], np.full_like(x, 90)], -1), "RGB")
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose IHDR claims ``width``×``height`` but which carries almost no pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", len(ihdr))
+        + chunk
+        + struct.pack(">I", zlib.crc32(chunk))
+        + b"\x00\x00\x00\x00IEND\xaeB`\x82"
+    )
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [("JPEG", "jpeg"), ("PNG", "png"), ("WEBP", "webp")])
+def test_sniff_and_probe(fmt: str, expected: str) -> None:
+    data = _encode(_gradient(), fmt)
+    assert sniff(data) == expected
+    info = probe(data)
+    assert (info.format, info.width, info.height) == (expected, 64, 48)
+
+
+def test_heic_is_read_upright() -> None:
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    data = _encode(_gradient(), "HEIF")
+    assert sniff(data) == "heic"
+    decoded = decode(data, 2048)
+    assert decoded.rgb.shape == (48, 64, 3)
+
+
+def test_not_an_image() -> None:
+    assert sniff(b"<html><body>hi</body></html>") is None
+    with pytest.raises(InvalidImage):
+        probe(b"GIF89a" + b"\x00" * 20)
+
+
+def test_bomb_is_measured_from_the_header_alone() -> None:
+    info = probe(png_header_only(100_000, 100_000))
+    assert (info.width, info.height) == (100_000, 100_000)
+
+
+def test_truncated_jpeg_fails_to_decode() -> None:
+    data = _encode(_gradient(256, 256), "JPEG")
+    with pytest.raises(InvalidImage):
+        decode(data[: len(data) // 3], 2048)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(orientation: int) -> None:
+    # A wide image whose left half is dark: every orientation must come out as exif_transpose says.
+    arr = np.zeros((40, 80, 3), np.uint8)
+    arr[:, 40:] = 255
+    img = Image.fromarray(arr)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(img, "JPEG", exif=exif.tobytes(), quality=95)
+    from PIL import ImageOps
+
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    got = decode(data, 2048).rgb
+    assert got.shape == expected.shape
+    assert np.abs(got.astype(int) - expected.astype(int)).mean() < 2
+    assert got.shape[:2] == ((80, 40) if orientation >= 5 else (40, 80))
+
+
+def test_decode_fits_max_size_and_keeps_aspect() -> None:
+    data = _encode(_gradient(1200, 800), "JPEG")
+    decoded = decode(data, 600)
+    assert decoded.rgb.shape == (400, 600, 3)
+    assert fit_within(1200, 800, 2048) == (1200, 800)
+
+
+def test_icc_profile_survives_to_the_output() -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = _encode(_gradient(), "JPEG", icc_profile=icc)
+    decoded = decode(data, 2048)
+    assert decoded.icc_profile == icc
+    rgba = np.dstack([decoded.rgb, np.full(decoded.rgb.shape[:2], 255, np.uint8)])
+    for fmt in ("webp", "png"):
+        with Image.open(io.BytesIO(encode_rgba(rgba, fmt, decoded.icc_profile))) as out:
+            assert out.info.get("icc_profile") == icc

@@ -1,0 +1,11 @@
+"""The effect names and their definition version, importable without torch (the API uses them)."""
+
+from __future__ import annotations
+
+EFFECT_NAMES: tuple[str, ...] = ("color", "enhancedblackwhite", "popart", "dithering")
+
+# Bump when an effect's output changes: it is part of every content key, so cached results
+# made by an older definition are never served for a newer one.
+EFFECTS_VERSION = "1"
+
+OUTPUT_FORMATS: tuple[str, ...] = ("webp", "png")

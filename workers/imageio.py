@@ -1,0 +1,154 @@
+"""Image bytes in and out: sniffing, header-only probing, decoding, encoding.
+
+Probing never decodes pixels, so a decompression bomb is refused from its header. Decoding
+applies the EXIF orientation, reads JPEGs at the smallest DCT scale that still covers the
+requested size (Pillow's draft mode), and keeps the ICC profile for the outputs.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, ImageOps
+
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+class InvalidImage(ValueError):
+    """The bytes are not a decodable image of a supported type."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str  # jpeg | png | webp | heic
+    width: int
+    height: int
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+@dataclass
+class DecodedImage:
+    rgb: np.ndarray  # H×W×3 uint8, upright
+    icc_profile: bytes | None
+    source: ImageInfo
+
+
+def _register_heif() -> None:
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
+def sniff(data: bytes) -> str | None:
+    """The real type from magic bytes: ``jpeg``, ``png``, ``webp``, ``heic`` or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+        return "heic"
+    return None
+
+
+def _open(data: bytes) -> Image.Image:
+    fmt = sniff(data)
+    if fmt is None:
+        raise InvalidImage("not a JPEG, PNG, WebP or HEIC image")
+    if fmt == "heic":
+        _register_heif()
+    # The pixel-count limit is ours (checked on the header by the caller), not Pillow's.
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        return Image.open(io.BytesIO(data), formats=None)
+    except Exception as exc:
+        raise InvalidImage(f"cannot read the {fmt} header: {exc}") from exc
+
+
+def probe(data: bytes) -> ImageInfo:
+    """Type and stored size from the header alone (no pixel decode)."""
+    fmt = sniff(data)
+    with _open(data) as img:
+        width, height = img.size
+    assert fmt is not None
+    return ImageInfo(fmt, width, height)
+
+
+def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """Scale (width, height) down, aspect kept, so the long edge is at most ``max_side``."""
+    long_edge = max(width, height)
+    if long_edge <= max_side:
+        return width, height
+    scale = max_side / long_edge
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def decode(data: bytes, max_side: int) -> DecodedImage:
+    """Decode to upright RGB no larger than ``max_side`` on its long edge."""
+    info = probe(data)
+    img = _open(data)
+    try:
+        icc = img.info.get("icc_profile")
+        orientation = img.getexif().get(0x0112, 1) if info.format != "heic" else 1
+        # The target size in stored (pre-rotation) orientation, for the DCT-domain downscale.
+        stored_w, stored_h = fit_within(info.width, info.height, max_side)
+        if info.format == "jpeg":
+            img.draft("RGB", (stored_w, stored_h))
+        img.load()
+        if orientation != 1:
+            img = ImageOps.exif_transpose(img)
+        if img.mode != "RGB":
+            img = _to_rgb(img)
+        size = fit_within(img.width, img.height, max_side)
+        if img.size != size:
+            img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        return DecodedImage(np.array(img), icc, info)
+    except InvalidImage:
+        raise
+    except Exception as exc:
+        raise InvalidImage(f"cannot decode the {info.format} image: {exc}") from exc
+    finally:
+        img.close()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clip.
+        arr = np.asarray(img, dtype=np.uint32) >> 8
+        return Image.fromarray(arr.astype(np.uint8), "L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        # Transparent areas become white rather than whatever colour they hid.
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def encode_rgba(rgba: np.ndarray, fmt: str, icc_profile: bytes | None = None) -> bytes:
+    """Encode H×W×4 uint8 as ``webp`` or ``png``, keeping the ICC profile."""
+    img = Image.fromarray(rgba, "RGBA")
+    out = io.BytesIO()
+    extra = {"icc_profile": icc_profile} if icc_profile else {}
+    if fmt == "webp":
+        img.save(out, "WEBP", quality=90, method=0, exact=False, **extra)
+    elif fmt == "png":
+        img.save(out, "PNG", compress_level=1, **extra)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")
+    return out.getvalue()
+
+
+def encode_mask(mask: np.ndarray) -> bytes:
+    """Encode an H×W uint8 mask as greyscale PNG."""
+    out = io.BytesIO()
+    Image.fromarray(mask, "L").save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+CONTENT_TYPES = {"webp": "image/webp", "png": "image/png"}
