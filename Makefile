@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CUTOUT_REDIS_URL ?= redis://127.0.0.1:6379/0
 export CUTOUT_MODEL_DIR ?= $(HOME)/.cache/cutout
+# The demo page's browser test drives this chromium (Playwright cannot download browsers here).
+export CUTOUT_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup weights run test lint clean-venv
+.PHONY: setup weights browser run test lint clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +24,18 @@ setup: $(VENV)/.installed
 weights: setup
 	$(PY) -m workers.models fetch
 
+# Debian's chromium, installed with apt when missing and we are root; otherwise stop here,
+# loudly: the browser test must run, not be skipped.
+browser:
+	@test -x "$(CUTOUT_CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "no chromium at $(CUTOUT_CHROMIUM): install Debian's chromium package" \
+	      "(apt-get install chromium) or set CUTOUT_CHROMIUM" >&2; exit 1; \
+	  fi; }
+	@test -x "$(CUTOUT_CHROMIUM)" || { echo "chromium was not installed" >&2; exit 1; }
+
 run: weights
 	$(PY) -m storage.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
@@ -31,7 +45,7 @@ run: weights
 	@echo ""
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
 
-test: weights
+test: weights browser
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 lint: setup
