@@ -40,6 +40,7 @@ run: weights
 	$(PY) -m storage.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
 	@echo "  cutout is starting: API http://127.0.0.1:8000  Flower http://127.0.0.1:5555"
+	@echo "  try it in a browser:  http://127.0.0.1:8000/"
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"
 	@echo ""

@@ -6,7 +6,6 @@ Every non-2xx answer becomes ``ApiError`` carrying the API's own code and messag
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -51,19 +50,11 @@ class Client:
     def job(self, job_id: str) -> Job:
         return self._json("GET", f"/api/v2/jobs/{job_id}")
 
-    def wait(
-        self,
-        job_id: str,
-        timeout: float = 300.0,
-        interval: float = 0.5,
-        on_poll: Callable[[Job], None] | None = None,
-    ) -> Job:
+    def wait(self, job_id: str, timeout: float = 300.0, interval: float = 0.5) -> Job:
         """Poll until the job ends; raises ``TimeoutError`` if it has not after ``timeout`` s."""
         deadline = time.monotonic() + timeout
         while True:
             job = self.job(job_id)
-            if on_poll is not None:
-                on_poll(job)
             if job["status"] in TERMINAL:
                 return job
             if time.monotonic() >= deadline:

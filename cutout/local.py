@@ -90,11 +90,12 @@ def process(
         clash = next((claimed[p] for p in targets.values() if p in claimed), None)
         if clash is not None:
             summary.fail(source, f"its outputs would overwrite those of {clash}; rename one")
-        elif all(p.exists() for p in targets.values()):
+            continue
+        claimed.update(dict.fromkeys(targets.values(), source))
+        if all(p.exists() for p in targets.values()):
             summary.skipped.append(source)
         else:
             todo.append((source, targets))
-        claimed.update(dict.fromkeys(targets.values(), source))
     if not todo:
         return summary
     with pipeline() as pipe:

@@ -93,5 +93,5 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     if isinstance(exc, requests.ConnectionError):
-        return f"cannot reach the service: {exc.request.url if exc.request else ''}".rstrip(": ")
+        return "cannot reach the service" + (f" at {exc.request.url}" if exc.request else "")
     return str(exc)
