@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CUTOUT_REDIS_URL ?= redis://127.0.0.1:6379/0
 export CUTOUT_MODEL_DIR ?= $(HOME)/.cache/cutout
+# The demo page's browser test drives this chromium (Playwright cannot download browsers here).
+export CUTOUT_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup weights run test lint clean-venv
+.PHONY: setup weights browser run test lint clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,16 +24,29 @@ setup: $(VENV)/.installed
 weights: setup
 	$(PY) -m workers.models fetch
 
+# Debian's chromium, installed with apt when missing and we are root; otherwise stop here,
+# loudly: the browser test must run, not be skipped.
+browser:
+	@test -x "$(CUTOUT_CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "no chromium at $(CUTOUT_CHROMIUM): install Debian's chromium package" \
+	      "(apt-get install chromium) or set CUTOUT_CHROMIUM" >&2; exit 1; \
+	  fi; }
+	@test -x "$(CUTOUT_CHROMIUM)" || { echo "chromium was not installed" >&2; exit 1; }
+
 run: weights
 	$(PY) -m storage.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
 	@echo "  cutout is starting: API http://127.0.0.1:8000  Flower http://127.0.0.1:5555"
+	@echo "  try it in a browser:  http://127.0.0.1:8000/"
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"
 	@echo ""
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
 
-test: weights
+test: weights browser
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
 
 lint: setup

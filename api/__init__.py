@@ -38,10 +38,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         storage, app.config["MODEL_ID"], app.config["ENQUEUE"]
     )
 
-    from api import files, health, jobs
+    from api import demo, files, health, jobs
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(demo.bp)
     register_error_handlers(app)
     return app
