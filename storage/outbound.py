@@ -77,7 +77,10 @@ def _split(url: str) -> tuple[str, str, int, str]:
         raise InvalidTarget(f"the URL is longer than {MAX_URL_LENGTH} characters")
     if not url.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
         raise InvalidTarget("the URL must be ASCII without spaces or control characters")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise InvalidTarget(f"malformed URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise InvalidTarget("the URL must be http or https")
     if parts.username is not None or parts.password is not None:

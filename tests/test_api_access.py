@@ -190,3 +190,54 @@ def test_a_finished_job_cannot_be_canceled(client: FlaskClient, redis_client: re
     response = client.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(ALICE))
     assert response.status_code == 409 and _error(response) == "job_finished"
     assert client.delete("/api/v2/jobs/nope", headers=_auth(ALICE)).status_code == 404
+
+
+@pytest.fixture
+def notified() -> list[str]:
+    return []
+
+
+@pytest.fixture
+def hooked(make_app: Callable[..., Flask], notified: list[str]) -> FlaskClient:
+    from storage.webhooks import WebhookSettings
+    from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
+
+    webhooks = WebhookSettings(secrets=(NEW_SECRET,), allow=LOOPBACK)
+    return make_app(WEBHOOKS=webhooks, NOTIFY=notified.append).test_client()
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("http://10.0.0.1/hook", "webhook_url_forbidden"),
+        ("http://169.254.169.254/latest/meta-data/", "webhook_url_forbidden"),
+        ("http://[::ffff:192.168.0.1]/", "webhook_url_forbidden"),
+        ("file:///etc/passwd", "invalid_webhook_url"),
+        ("http://user:secret@127.0.0.1/", "invalid_webhook_url"),
+        ("not a url", "invalid_webhook_url"),
+    ],
+)
+def test_a_webhook_url_to_a_private_range_or_malformed_is_400(
+    hooked: FlaskClient, notified: list[str], url: str, code: str
+) -> None:
+    response = _submit(hooked, webhook_url=url)
+    assert response.status_code == 400 and _error(response) == code
+
+
+def test_webhooks_need_a_configured_secret(make_app: Callable[..., Flask]) -> None:
+    from storage.webhooks import WebhookSettings
+
+    client = make_app(WEBHOOKS=WebhookSettings()).test_client()
+    response = _submit(client, webhook_url="http://127.0.0.1:9/hook")
+    assert response.status_code == 400 and _error(response) == "webhooks_disabled"
+
+
+def test_canceling_a_job_queues_its_webhook(hooked: FlaskClient, notified: list[str]) -> None:
+    job = _submit(hooked, webhook_url="http://127.0.0.1:9/hook").get_json()
+    assert job["webhook"]["state"] == "pending" and job["webhook"]["attempts"] == 0
+    plain = _submit(hooked).get_json()
+    assert "webhook" not in plain
+    hooked.delete(f"/api/v2/jobs/{plain['id']}", headers=_auth(ALICE))
+    hooked.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(ALICE))
+    hooked.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(ALICE))
+    assert notified == [job["id"]], "once, and only for the job that asked"
