@@ -22,9 +22,16 @@ setup: $(VENV)/.installed
 weights: setup
 	$(PY) -m workers.models fetch
 
+# Local use: API keys off unless the caller sets CUTOUT_AUTH=on (and CUTOUT_API_KEYS).
+run: export CUTOUT_AUTH ?= off
 run: weights
 	$(PY) -m storage.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
+	@if [ "$$CUTOUT_AUTH" = "off" ]; then \
+	  echo "  !!! API KEYS ARE OFF (CUTOUT_AUTH=off): anyone who reaches :8000 can submit and"; \
+	  echo "  !!! read every job. For local use only; see README, 'Auth, limits and webhooks'."; \
+	  echo ""; \
+	fi
 	@echo "  cutout is starting: API http://127.0.0.1:8000  Flower http://127.0.0.1:5555"
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask import Flask
 
-from api import auth, limits
 from api.errors import register_error_handlers
 from api.services import build_services
 from storage.settings import StorageSettings
@@ -35,6 +34,8 @@ DEFAULTS: dict[str, Any] = {
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    from api import auth, limits
+
     app = Flask(__name__)
     app.config.from_mapping(DEFAULTS)
     if test_config is None:

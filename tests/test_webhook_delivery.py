@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import redis
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from storage.jobs import JobStore, now_iso
 from storage.local import LocalStore
@@ -94,7 +94,7 @@ def test_a_delivered_webhook_verifies_with_either_secret(
     assert event["data"]["id"] == job_id and "webhook" not in event["data"]
     assert event["data"]["outputs"]["color"]["url"] == "http://api.test/files/results/ab/color.png"
     assert got.headers["webhook-id"] == f"msg_{job_id}"
-    with pytest.raises(Exception, match="No matching signature"):
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
         Webhook(make_secret()).verify(got.body, got.headers)
     hook = jobs.get(job_id)["webhook"]  # type: ignore[index]
     assert hook["state"] == "delivered" and hook["attempts"] == 1
