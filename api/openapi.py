@@ -58,8 +58,8 @@ SUBMIT_ERRORS = {
     "413": _error("the body is over the size limit (`payload_too_large`)"),
     "415": _error("not a JPEG, PNG, WebP or HEIC image (`unsupported_media_type`)"),
     "422": _error(
-        "the image header is unreadable, truncated, too large or too small "
-        "(`invalid_image`, `truncated_image`, `image_too_large`, `image_too_small`)"
+        "the image is unreadable or cut short, too large or too small "
+        "(`invalid_image`, `image_too_large`, `image_too_small`)"
     ),
     "503": _error(
         "the gpu queue is too deep (`queue_full`) or the broker is down (`queue_unavailable`)",

@@ -58,8 +58,8 @@ def read_image(files: MultiDict[str, FileStorage]) -> tuple[bytes, ImageInfo]:
             f"the image is {info.width}x{info.height}; both sides must be {MIN_SIDE} px or more",
         )
     cut = truncated(data, info.format)
-    if cut:
-        raise ApiError(422, "truncated_image", cut)
+    if cut:  # the worker would fail it the same way; say so now, for free
+        raise ApiError(422, "invalid_image", f"cannot decode the {info.format} image: {cut}")
     return data, info
 
 

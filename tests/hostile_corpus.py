@@ -31,6 +31,7 @@ class Case:
     part_type: str | None = None  # the part's own Content-Type
     form: dict[str, str] = field(default_factory=dict)
     upright: tuple[int, int] | None = None  # accepted: the outputs' (width, height)
+    says: str = ""  # refused: words the message must hold
 
 
 def _halves(width: int = 48, height: int = 32) -> np.ndarray:
@@ -119,8 +120,10 @@ def refused() -> list[Case]:
     return [
         Case("no_image_field", None, 400, "missing_image"),
         Case("zero_bytes", b"", 400, "empty_image"),
-        Case("truncated_jpeg", photo[: len(photo) * 2 // 3], 422, "truncated_image"),
-        Case("truncated_png", png[: len(png) * 2 // 3], 422, "truncated_image", "a.png"),
+        Case("truncated_jpeg", photo[: len(photo) * 2 // 3], 422, "invalid_image",
+             says="cut short"),
+        Case("truncated_png", png[: len(png) * 2 // 3], 422, "invalid_image", "a.png",
+             says="cut short"),
         Case("truncated_webp", webp[: len(webp) // 2], 422, "invalid_image", "a.webp"),
         Case("random_bytes", random.Random(7).randbytes(4096), 415, "unsupported_media_type"),
         Case("html_as_jpg", html, 415, "unsupported_media_type", part_type="image/jpeg"),

@@ -35,6 +35,7 @@ def test_hostile_upload_gets_its_coded_4xx(
     response = post_case(client, case)
     assert response.status_code == case.status, response.get_json()
     assert _error(response) == case.code
+    assert case.says in response.get_json()["error"]["message"]
     assert queued == []
 
 

@@ -17,7 +17,7 @@ def _jpeg(data: bytes) -> str | None:
     i = 2
     while i + 4 <= len(data):
         if data[i] != 0xFF:
-            return "the JPEG's structure is broken before its image data"
+            return "its markers are broken before the image data"
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -26,14 +26,14 @@ def _jpeg(data: bytes) -> str | None:
             i += 2
             continue
         if marker == _EOI:
-            return "the JPEG ends before its image data"
+            return "it ends before its image data (the upload was cut short)"
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         if marker == _SOS:
             if data.find(b"\xff\xd9", i + 2 + length) == -1:
-                return "the JPEG has no end-of-image marker: it was cut short"
+                return "it has no end-of-image marker (the upload was cut short)"
             return None
         i += 2 + length
-    return "the JPEG ends before its image data"
+    return "it ends before its image data (the upload was cut short)"
 
 
 def _png(data: bytes) -> str | None:
@@ -43,7 +43,7 @@ def _png(data: bytes) -> str | None:
         if data[i + 4 : i + 8] == b"IEND":
             return None
         i += 12 + length
-    return "the PNG has no IEND chunk: it was cut short"
+    return "it has no IEND chunk (the upload was cut short)"
 
 
 _CHECKS = {"jpeg": _jpeg, "png": _png}
