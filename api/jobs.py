@@ -81,6 +81,8 @@ def process_with_effects():  # type: ignore[no-untyped-def]
         return jsonify(body)
     if finished["status"] in ("queued", "processing"):
         return _accepted(finished)
+    if finished["status"] == "canceled":  # by a DELETE while this request waited
+        return jsonify(error_body("job_canceled", "the job was canceled", job=body)), 409
     error = finished.get("error") or {"code": "failed", "message": "the job failed"}
     status = 422 if error["code"] == "invalid_image" else 500
     return jsonify(error_body(error["code"], error["message"], job=body)), status

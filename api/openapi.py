@@ -239,6 +239,11 @@ def _paths() -> dict[str, Any]:
                     "200": _job("the finished job"),
                     "202": _job("the wait ran out; poll the Location", "Location"),
                     **SUBMIT_ERRORS,
+                    "409": _error(
+                        "an Idempotency-Key conflict, or the job was canceled while this "
+                        "request waited (`job_canceled`; `job` is the job)",
+                        "Retry-After",
+                    ),
                     "422": _error("the image cannot be read or decoded; `job` is the job"),
                     "500": _error("the job failed for a reason other than its image"),
                 },

@@ -154,6 +154,8 @@ def test_every_answer_of_the_job_endpoints_is_documented(
     ):
         failing = make_app(ENQUEUE=_finish(jobs, status, code)).test_client()
         assert _post(failing, "/api/v2/process-with-effects").status_code == expected
+    cancel = make_app(ENQUEUE=_finish(jobs, "canceled")).test_client()
+    assert _post(cancel, "/api/v2/process-with-effects").status_code == 409
     waiting = make_app().test_client()
     assert _post(waiting, "/api/v2/process-with-effects", timeout="0").status_code == 202
     assert _post(waiting, "/api/v2/process-with-effects", timeout="-1").status_code == 400
