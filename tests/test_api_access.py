@@ -4,7 +4,7 @@ the app with its own config over real Redis; jobs are queued, not run."""
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,9 @@ ALICE, BOB = new_key(), new_key()
 
 
 @pytest.fixture
-def make_app(
-    redis_client: redis.Redis, redis_url: str, tmp_path: Path
-) -> Iterator[Callable[..., Flask]]:
+def make_app(redis_client: redis.Redis, redis_url: str, tmp_path: Path) -> Callable[..., Flask]:
+    """Apps with auth on (keys ALICE and BOB) over the test Redis; jobs are queued, not run."""
+
     def make(**config: Any) -> Flask:
         return create_app(
             {
@@ -37,7 +37,7 @@ def make_app(
             }
         )
 
-    yield make
+    return make
 
 
 @pytest.fixture

@@ -17,7 +17,15 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from storage.jobs import JobStore, now_iso
 from storage.local import LocalStore
-from storage.outbound import ForbiddenTarget, InvalidTarget, Reply, check_target, is_reachable
+from storage.outbound import (
+    ForbiddenTarget,
+    InvalidTarget,
+    Reply,
+    Resolver,
+    check_target,
+    is_reachable,
+    system_resolve,
+)
 from storage.webhooks import WebhookSettings, new_webhook, parse_networks
 from tasks.webhook_delivery import WebhookSender, backoff, judge
 from tests.conftest import WebhookReceiver
@@ -74,12 +82,10 @@ def finished_job(jobs: JobStore, url: str, status: str = "succeeded") -> str:
     return job_id
 
 
-def sender(jobs: JobStore, tmp_path: Path, **changes: Any) -> WebhookSender:
-    resolve = changes.pop("resolve", None)
-    extra = {"resolve": resolve} if resolve else {}
-    return WebhookSender(
-        jobs, LocalStore(tmp_path), settings(**changes), rng=random.Random(0), **extra
-    )
+def sender(
+    jobs: JobStore, tmp_path: Path, resolve: Resolver = system_resolve, **changes: Any
+) -> WebhookSender:
+    return WebhookSender(jobs, LocalStore(tmp_path), settings(**changes), resolve, random.Random(0))
 
 
 def test_a_delivered_webhook_verifies_with_either_secret(
