@@ -36,9 +36,16 @@ browser:
 	  fi; }
 	@test -x "$(CUTOUT_CHROMIUM)" || { echo "chromium was not installed" >&2; exit 1; }
 
+# Local use: API keys off unless the caller sets CUTOUT_AUTH=on (and CUTOUT_API_KEYS).
+run: export CUTOUT_AUTH ?= off
 run: weights
 	$(PY) -m storage.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
+	@if [ "$$CUTOUT_AUTH" = "off" ]; then \
+	  echo "  !!! API KEYS ARE OFF (CUTOUT_AUTH=off): anyone who reaches :8000 can submit and"; \
+	  echo "  !!! read every job. For local use only: see CUTOUT_AUTH in the README."; \
+	  echo ""; \
+	fi
 	@echo "  cutout is starting: API http://127.0.0.1:8000  Flower http://127.0.0.1:5555"
 	@echo "  try it in a browser:  http://127.0.0.1:8000/"
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"

@@ -16,6 +16,7 @@ accept_content = ["json"]
 task_default_queue = "io"
 task_routes = {
     "cutout.segment": {"queue": "gpu"},
+    "cutout.webhook": {"queue": "io"},
 }
 
 # A killed worker's jobs go back to the queue; a job is acknowledged only once recorded.

@@ -21,7 +21,14 @@ def job_content_key(image_sha256: str, model_id: str, options: JobOptions) -> st
     )
 
 
-def submit(svc: Services, data: bytes, info: ImageInfo, options: JobOptions) -> dict[str, Any]:
+def submit(
+    svc: Services,
+    data: bytes,
+    info: ImageInfo,
+    options: JobOptions,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``extra``: more fields for the record (its ``owner``, its ``webhook`` state)."""
     job_id = uuid.uuid4().hex
     image_sha = hashlib.sha256(data).hexdigest()
     record: dict[str, Any] = {
@@ -43,6 +50,7 @@ def submit(svc: Services, data: bytes, info: ImageInfo, options: JobOptions) -> 
         "outputs": {},
         "error": None,
         "timings": {},
+        **(extra or {}),
     }
     svc.store.save(staging_key(job_id), data, "application/octet-stream")
     svc.jobs.create(record)

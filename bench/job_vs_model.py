@@ -49,7 +49,9 @@ def main() -> None:
     job_s = _median_seconds(lambda: pipeline.run([job]), args.repeats)
     timings = pipeline.run([job])[0].timings
 
-    print(f"machine: {platform.node()} {torch.get_num_threads()} threads, torch {torch.__version__}")
+    print(
+        f"machine: {platform.node()} {torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
     print(f"photo: 4032x3024 JPEG, {len(data) / 1e6:.1f} MB; outputs 2048 px webp, four effects\n")
     print("| what | median ms | ratio to model |")
     print("|---|---:|---:|")

@@ -15,6 +15,7 @@ from storage import StorageSettings, build_store
 from storage.heartbeats import Heartbeats
 from storage.jobs import JobStore
 from tasks.run_jobs import JobRunner
+from tasks.webhook import queue_webhooks
 
 log = logging.getLogger("cutout.segment")
 
@@ -53,7 +54,10 @@ class SegmentTask(Batches):
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
         jobs = JobStore(
-            self.redis, self.storage_settings.key_prefix, self.storage_settings.job_ttl_seconds
+            self.redis,
+            self.storage_settings.key_prefix,
+            self.storage_settings.job_ttl_seconds,
+            on_terminal=queue_webhooks(self.app),
         )
         return JobRunner(jobs, build_store(self.storage_settings), Pipeline(segmenter, pool))
 

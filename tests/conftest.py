@@ -7,9 +7,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -116,6 +118,7 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
         "CUTOUT_MODEL_DIR": str(model_dir()),
         "CUTOUT_KEY_PREFIX": "cutout",
         "PYTHONUNBUFFERED": "1",
+        "CUTOUT_AUTH": "off",
         **extra,
     }
 
@@ -138,14 +141,19 @@ def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def stack(
-    redis_url: str, weights: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    weights: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    """gunicorn serving the API and a Celery worker on the gpu queue, both real processes."""
+    """gunicorn serving the API and a Celery worker on the gpu queue, both real processes.
+    A test module may set more environment for them in a ``STACK_ENV`` dict."""
     redis.Redis.from_url(redis_url).flushdb()
     base = tmp_path_factory.mktemp("stack")
     files, logs = base / "files", base / "logs"
     logs.mkdir()
-    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3")
+    more_env = getattr(request.module, "STACK_ENV", {})
+    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", **more_env)
     worker = start_worker(env, logs)
     port = free_port()
     api = _spawn(
@@ -169,3 +177,90 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).ok
     except requests.RequestException:
         return False
+
+
+@pytest.fixture(scope="module")
+def io_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker on the io queue (webhooks), with the stack's environment."""
+    args = [
+        sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
+        "--queues", "io", "--pool", "threads", "--concurrency", "4",
+        "--hostname", "io@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    proc = _spawn(args, stack.env, stack.logs / "io.log")
+    try:
+        wait_until(lambda: b"ready." in (stack.logs / "io.log").read_bytes(), 60, "the io worker")
+        yield proc
+    finally:
+        _stop(proc)
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class WebhookReceiver:
+    """A real HTTP server on loopback. Each path answers its scripted replies in turn
+    (``(status, headers)``), then 200; every request and connection is recorded."""
+
+    server: ThreadingHTTPServer
+    script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    requests: list[Received] = field(default_factory=list)
+    connections: int = 0
+    delay: float = 0.0  # seconds to wait before answering (to make the sender time out)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer(self, path: str, *replies: tuple[int, dict[str, str]]) -> str:
+        self.script[path] = list(replies)
+        return self.url(path)
+
+    def received(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the name http.server calls)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                receiver.requests.append(Received(self.path, dict(self.headers), body, time.time()))
+                replies = receiver.script.get(self.path) or []
+                status, headers = replies.pop(0) if replies else (200, {})
+            time.sleep(receiver.delay)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def verify_request(self, request, client_address) -> bool:  # type: ignore[no-untyped-def]
+            with lock:
+                receiver.connections += 1
+            return True
+
+    receiver = WebhookReceiver(Server(("127.0.0.1", 0), Handler))
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()

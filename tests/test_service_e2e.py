@@ -16,6 +16,7 @@ from PIL import Image
 
 from storage.redis_server import free_port
 from tests.conftest import Stack, _spawn, _stop, wait_until
+from tests.hostile_corpus import corrupt_png
 from workers.imageio import decode
 
 pytestmark = pytest.mark.slow
@@ -94,7 +95,7 @@ def test_three_photos_end_to_end(stack: Stack, photos: dict[str, bytes]) -> None
 
 def test_a_corrupt_image_fails_alone_in_its_batch(stack: Stack, photos: dict[str, bytes]) -> None:
     good = photos["chelsea"]
-    corrupt = good[: len(good) // 4]  # a real JPEG header, then nothing
+    corrupt = corrupt_png()  # passes every check at submit, fails to decode on the worker
     payloads = [good, corrupt, photos["coffee"]]
     with ThreadPoolExecutor(3) as pool:  # at once, so they share a batch
         responses = list(
