@@ -38,10 +38,11 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         storage, app.config["MODEL_ID"], app.config["ENQUEUE"]
     )
 
-    from api import files, health, jobs
+    from api import files, health, jobs, metrics
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(health.bp)
     register_error_handlers(app)
+    metrics.instrument(app, app.extensions["cutout"])
     return app

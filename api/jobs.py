@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -11,8 +12,10 @@ from api.rendering import render_job
 from api.services import services
 from api.submission import submit
 from api.uploads import parse_options, read_image
+from tasks import metrics
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
+log = logging.getLogger("cutout.api")
 
 MAX_WAIT_SECONDS = 120.0
 
@@ -21,12 +24,21 @@ def _submit_from_request() -> dict[str, Any]:
     data, info = read_image(request.files)
     options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"])
     try:
-        return submit(services(), data, info, options)
+        record = submit(services(), data, info, options)
     except Exception as exc:
         current_app.logger.exception("could not queue a job")
+        metrics.record_job_end("failed", {}, "enqueue_failed")
         raise ApiError(
             503, "queue_unavailable", "the job queue is unavailable; retry later"
         ) from exc
+    metrics.JOBS.labels(status=record["status"]).inc()
+    log.info(
+        "job %s %s",
+        record["id"],
+        record["status"],
+        extra={"stage": "submitted", "job_id": record["id"], "input": record["input"]},
+    )
+    return record
 
 
 def _accepted(record: dict[str, Any]):  # type: ignore[no-untyped-def]
