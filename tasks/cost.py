@@ -17,8 +17,8 @@ class CostMeter:
     def __init__(
         self, dollars_per_hour: float, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        if dollars_per_hour < 0:
-            raise ValueError("CUTOUT_COST_PER_HOUR must not be negative")
+        if not dollars_per_hour >= 0:
+            raise ValueError(f"a price per hour must be 0 or more, not {dollars_per_hour}")
         self.dollars_per_hour = dollars_per_hour
         self.clock = clock
         self.started = clock()
@@ -28,7 +28,14 @@ class CostMeter:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> CostMeter | None:
         raw = (os.environ if env is None else env).get("CUTOUT_COST_PER_HOUR", "").strip()
-        return cls(float(raw)) if raw else None
+        if not raw:
+            return None
+        try:
+            return cls(float(raw))
+        except ValueError:
+            raise ValueError(
+                f"CUTOUT_COST_PER_HOUR must be dollars per hour, not {raw!r}"
+            ) from None
 
     def _per_1k(self, seconds: float) -> float:
         return self.dollars_per_hour / 3600 * seconds / self.images * 1000

@@ -12,7 +12,7 @@ cache counts its lookups where the API looks a content key up) and ``webhook_del
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -144,6 +144,5 @@ def record_job_end(status: str, timings: Mapping[str, Any], error_code: str | No
         ERRORS.labels(code=error_code).inc()
 
 
-def record_cold_start(phases: Iterable[tuple[str, float]]) -> None:
-    for phase, seconds in phases:
-        COLD_START.labels(phase=phase).set(seconds)
+def record_cold_start(phase: str, seconds: float) -> None:
+    COLD_START.labels(phase=phase).set(seconds)

@@ -54,7 +54,7 @@ class SegmentTask(Batches):
         settings = WorkerSettings.from_env()
         segmenter, seconds = load_segmenter(settings)
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
-        metrics.record_cold_start([("load", seconds)])
+        metrics.record_cold_start("load", seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
         jobs = JobStore(
             self.redis, self.storage_settings.key_prefix, self.storage_settings.job_ttl_seconds

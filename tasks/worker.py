@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from celery import signals
@@ -23,7 +21,6 @@ from tasks.app import create_celery
 app = create_celery()
 log = logging.getLogger("cutout.worker")
 _stop = threading.Event()
-_private_metrics_dir: list[Path] = []
 
 
 def _consumes_gpu(worker: Any) -> bool:
@@ -31,12 +28,11 @@ def _consumes_gpu(worker: Any) -> bool:
 
 
 @signals.import_modules.connect
-def _prepare_metrics_dir(sender: Any = None, **_: Any) -> None:
-    # Before the task modules define the metrics; pool children inherit the directory.
-    configured = bool(os.environ.get(metrics_dir.ENV))
-    path = metrics_dir.prepare(os.environ)
-    if path is not None and not configured:
-        _private_metrics_dir.append(path)
+def _empty_metrics_dir(sender: Any = None, **_: Any) -> None:
+    # Before the task modules define the metrics. Only a configured directory: the celery
+    # command has imported prometheus_client already, too late to make one (metrics_dir.py).
+    if os.environ.get(metrics_dir.ENV):
+        metrics_dir.prepare(os.environ)
 
 
 @signals.setup_logging.connect
@@ -62,7 +58,7 @@ def _warm_model(sender: Any = None, **_: Any) -> None:
     segmenter = segment.runner.pipeline.segmenter  # loads the model (timed as "load")
     start = time.perf_counter()
     segmenter.warm_up()
-    metrics.record_cold_start([("warm_up", time.perf_counter() - start)])
+    metrics.record_cold_start("warm_up", time.perf_counter() - start)
 
 
 @signals.worker_ready.connect
@@ -93,12 +89,10 @@ def _record_ready() -> None:
     from tasks import metrics
 
     total = time.time() - psutil.Process().create_time()
-    metrics.record_cold_start([("total", total)])
+    metrics.record_cold_start("total", total)
     log.info("ready for jobs %.2fs after the process started", total, extra={"stage": "ready"})
 
 
 @signals.worker_shutdown.connect
 def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
     _stop.set()
-    for path in _private_metrics_dir:
-        shutil.rmtree(path, ignore_errors=True)

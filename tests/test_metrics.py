@@ -183,8 +183,9 @@ def test_cost_per_1k_images_from_price_and_throughput() -> None:
     assert gauge == pytest.approx(0.2)
     assert CostMeter.from_env({}) is None
     assert CostMeter.from_env({"CUTOUT_COST_PER_HOUR": "2.5"}).dollars_per_hour == 2.5  # type: ignore[union-attr]
-    with pytest.raises(ValueError):
-        CostMeter(-1)
+    for bad in ("-1", "nan", "two dollars"):
+        with pytest.raises(ValueError):
+            CostMeter.from_env({"CUTOUT_COST_PER_HOUR": bad})
 
 
 def test_log_lines_are_json_with_the_extra_fields() -> None:
