@@ -55,7 +55,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         storage, app.config["MODEL_ID"], app.config["ENQUEUE"], app.config["NOTIFY"]
     )
 
-    from api import cancel, demo, files, health, jobs, openapi
+    from api import cancel, demo, files, health, jobs, metrics, openapi
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)
@@ -66,4 +66,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     auth.install_auth(app)  # before the limits: they count per key
     limits.install_limits(app, storage)
+    metrics.instrument(app, app.extensions["cutout"])
     return app

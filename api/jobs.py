@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
@@ -14,8 +15,10 @@ from api.services import services
 from api.submission import submit
 from api.uploads import parse_options, read_image
 from api.webhook_url import parse_webhook
+from tasks import metrics
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
+log = logging.getLogger("cutout.api")
 
 MAX_WAIT_SECONDS = 120.0
 
@@ -28,12 +31,21 @@ def _submit_from_request() -> dict[str, Any]:
 
     def queue() -> dict[str, Any]:
         try:
-            return submit(services(), data, info, options, extra)
+            record = submit(services(), data, info, options, extra)
         except Exception as exc:
             current_app.logger.exception("could not queue a job")
+            metrics.record_job_end("failed", {}, "enqueue_failed")
             raise ApiError(
                 503, "queue_unavailable", "the job queue is unavailable; retry later"
             ) from exc
+        metrics.JOBS.labels(status=record["status"]).inc()
+        log.info(
+            "job %s %s",
+            record["id"],
+            record["status"],
+            extra={"stage": "submitted", "job_id": record["id"], "input": record["input"]},
+        )
+        return record
 
     same = {"options": options.as_dict(), "webhook_url": webhook and webhook["url"]}
     return idempotent(fingerprint(data, same), queue)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
@@ -14,6 +15,8 @@ from celery_batches import Batches, SimpleRequest
 from storage import StorageSettings, build_store
 from storage.heartbeats import Heartbeats
 from storage.jobs import JobStore
+from tasks import metrics
+from tasks.cost import CostMeter
 from tasks.run_jobs import JobRunner
 from tasks.webhook import queue_webhooks
 
@@ -52,6 +55,7 @@ class SegmentTask(Batches):
         settings = WorkerSettings.from_env()
         segmenter, seconds = load_segmenter(settings)
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
+        metrics.record_cold_start("load", seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
         jobs = JobStore(
             self.redis,
@@ -59,18 +63,24 @@ class SegmentTask(Batches):
             self.storage_settings.job_ttl_seconds,
             on_terminal=queue_webhooks(self.app),
         )
-        return JobRunner(jobs, build_store(self.storage_settings), Pipeline(segmenter, pool))
+        return JobRunner(
+            jobs,
+            build_store(self.storage_settings),
+            Pipeline(segmenter, pool),
+            cost=CostMeter.from_env(),
+        )
 
 
 @shared_task(base=SegmentTask, bind=True, name="cutout.segment")
 def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
     job_ids = [request.args[0] for request in requests]
+    batch_id = uuid.uuid4().hex[:12]
     try:
-        statuses = self.runner.run(job_ids)
+        statuses = self.runner.run(job_ids, batch_id=batch_id)
     except Exception as exc:
-        log.exception("batch of %d jobs failed", len(job_ids))
+        log.exception("batch of %d jobs failed", len(job_ids), extra={"batch_id": batch_id})
         for job_id in job_ids:
-            self.runner.fail(job_id, "internal_error", f"the worker failed: {exc}")
+            self.runner.fail(job_id, "internal_error", f"the worker failed: {exc}", batch_id)
         statuses = {job_id: "failed" for job_id in job_ids}
     for request in requests:
         status = statuses.get(request.args[0], "expired")

@@ -11,7 +11,8 @@ from celery import Celery, Task, shared_task
 from storage import StorageSettings, build_store
 from storage.jobs import JobStore, OnTerminal
 from storage.webhooks import WebhookSettings, webhook_trigger
-from tasks.webhook_delivery import WebhookSender
+from tasks import metrics
+from tasks.webhook_delivery import Verdict, WebhookSender
 
 TASK_NAME = "cutout.webhook"
 
@@ -25,7 +26,14 @@ class WebhookTask(Task):
         jobs = JobStore(
             redis.Redis.from_url(storage.redis_url), storage.key_prefix, storage.job_ttl_seconds
         )
-        return WebhookSender(jobs, build_store(storage), WebhookSettings.from_env())
+        return WebhookSender(
+            jobs, build_store(storage), WebhookSettings.from_env(), on_verdict=_count_delivery
+        )
+
+
+def _count_delivery(verdict: Verdict) -> None:
+    outcome = {"delivered": "delivered", "retrying": "retried"}.get(verdict.state, "failed")
+    metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
 
 
 @shared_task(base=WebhookTask, bind=True, name=TASK_NAME, max_retries=None)

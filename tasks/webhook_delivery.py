@@ -14,6 +14,7 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -91,12 +92,14 @@ class WebhookSender:
         settings: WebhookSettings,
         resolve: Resolver = system_resolve,
         rng: random.Random | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
     ) -> None:
         self.jobs = jobs
         self.store = store
         self.settings = settings
         self.resolve = resolve
         self.rng = rng or random.Random()
+        self.on_verdict = on_verdict  # e.g. a metrics counter, told of every attempt's outcome
 
     def attempt(self, job_id: str, number: int) -> float | None:
         """Make delivery attempt ``number``; seconds until the next one, or None when over."""
@@ -124,6 +127,8 @@ class WebhookSender:
                 reply, number, started - hook["first_attempt_at"], self.settings, self.rng
             )
         self._record(job_id, number, started, reply, verdict)
+        if self.on_verdict is not None:
+            self.on_verdict(verdict)
         log.info("webhook of job %s, attempt %d: %s (%s)", job_id, number, verdict.state, reply)
         return verdict.retry_in
 

@@ -119,6 +119,8 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
         "CUTOUT_KEY_PREFIX": "cutout",
         "PYTHONUNBUFFERED": "1",
         "CUTOUT_AUTH": "off",
+        # A worker's own metrics port: a free one, so parallel test runs never collide.
+        "CUTOUT_METRICS_PORT": str(free_port()),
         **extra,
     }
 
@@ -129,6 +131,8 @@ def start_worker(env: dict[str, str], logs: Path, name: str = "gpu") -> subproce
         "--queues", "gpu", "--pool", "threads", "--concurrency", "1",
         "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
+    # Multiprocess metrics as in compose, in a directory of this worker's own.
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(logs / f"{name}-metrics"), **env}
     return _spawn(args, env, logs / f"{name}.log")
 
 
@@ -153,7 +157,9 @@ def stack(
     files, logs = base / "files", base / "logs"
     logs.mkdir()
     more_env = getattr(request.module, "STACK_ENV", {})
-    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", **more_env)
+    env = stack_env(
+        redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", CUTOUT_COST_PER_HOUR="2.5", **more_env
+    )
     worker = start_worker(env, logs)
     port = free_port()
     api = _spawn(

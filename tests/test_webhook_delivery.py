@@ -128,6 +128,28 @@ def test_5xx_and_429_are_retried_with_backoff_and_retry_after(
     assert hook["attempts"] == 3 and hook["state"] == "delivered"
 
 
+def test_every_attempt_reports_its_outcome_to_the_metrics(
+    jobs: JobStore, webhook_receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    from tasks import metrics
+    from tasks.webhook import _count_delivery
+
+    def count(outcome: str) -> float:
+        return metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome)._value.get()
+
+    before = {o: count(o) for o in metrics.WEBHOOK_OUTCOMES}
+    job_id = finished_job(jobs, webhook_receiver.answer("/m", (503, {})))
+    send = WebhookSender(
+        jobs, LocalStore(tmp_path), settings(), system_resolve, random.Random(0), _count_delivery
+    )
+    assert send.attempt(job_id, 1) is not None
+    assert send.attempt(job_id, 2) is None
+    gone = finished_job(jobs, webhook_receiver.answer("/gone", (410, {})))
+    assert send.attempt(gone, 1) is None
+    moved = {o: count(o) - before[o] for o in metrics.WEBHOOK_OUTCOMES}
+    assert moved == {"retried": 1, "delivered": 1, "failed": 1}
+
+
 def test_a_redirect_is_a_failure_and_is_not_followed(
     jobs: JobStore, webhook_receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
