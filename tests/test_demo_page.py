@@ -22,6 +22,7 @@ from api import create_app
 from cutout.client import ApiError, Client
 from storage.settings import StorageSettings
 from tests.conftest import Stack
+from tests.hostile_corpus import corrupt_png
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -170,13 +171,12 @@ def test_a_refused_file_shows_the_apis_message(page: Any, stack: Stack, tmp_path
 
 @pytest.mark.slow
 def test_a_job_that_fails_in_the_worker_shows_its_error(
-    page: Any, stack: Stack, photos: dict[str, bytes], tmp_path: Path
+    page: Any, stack: Stack, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
-    good = photos["chelsea"]
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(good[: len(good) // 4])  # a real JPEG header, then nothing
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(corrupt_png())  # a sound header, garbage pixels
     with page.expect_response(lambda r: r.request.method == "POST") as posted:
         page.get_by_label("Choose a photo").set_input_files(broken)
     assert posted.value.status == 202, "the header is fine: the worker finds the fault"
