@@ -10,7 +10,6 @@ old definition must not be served as the new one). ``--masks`` reruns the model 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
