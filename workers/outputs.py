@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
-from workers.effects import Effect
+from workers.effects import EFFECTS, Effect
+from workers.imageio import encode_image
 
 MASK_CODEC = "png"
 
@@ -42,6 +44,19 @@ def codec_for(effect: Effect, fmt: str) -> str:
 def carries_alpha(fmt: str) -> bool:
     """Whether each effect file holds its alpha (else the shared mask is the alpha)."""
     return fmt != "jpg+mask"
+
+
+def encode_effect(
+    name: str, colour: np.ndarray, alpha: np.ndarray, fmt: str, icc_profile: bytes | None = None
+) -> bytes:
+    """One effect's file: H×W×C uint8 colour and the H×W uint8 alpha, as ``fmt`` wants it."""
+    effect = EFFECTS[name]
+    codec = codec_for(effect, fmt)
+    palette = np.round(np.array(effect.palette) * 255).astype(np.uint8) if effect.palette else None
+    if not carries_alpha(fmt):
+        return encode_image(colour, None, codec, icc_profile, palette)
+    # Colour under alpha 0 is invisible: zero it, and lossless files get smaller.
+    return encode_image(colour * (alpha > 0)[..., None], alpha, codec, icc_profile, palette)
 
 
 DeviceJpegEncoder = Callable[[Sequence[torch.Tensor], int], list[bytes]]

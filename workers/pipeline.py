@@ -27,10 +27,9 @@ from workers.imageio import (
     DecodedImage,
     InvalidImage,
     decode,
-    encode_image,
     encode_mask,
 )
-from workers.outputs import MASK_CODEC, DeviceJpegEncoder, carries_alpha, codec_for
+from workers.outputs import MASK_CODEC, DeviceJpegEncoder, codec_for, encode_effect
 from workers.outputs import device_jpeg_encoder as find_device_jpeg_encoder
 from workers.predictor import Segmenter
 
@@ -201,22 +200,13 @@ class Pipeline:
     def _submit(self, item: _Item, colours: dict[str, np.ndarray], alpha: np.ndarray) -> None:
         job = item.job
         item.encode_started = time.perf_counter()
-        with_alpha = carries_alpha(job.format)
         for name in job.effects:
-            effect = EFFECTS[name]
-            codec = codec_for(effect, job.format)
+            codec = codec_for(EFFECTS[name], job.format)
             if codec == "jpeg" and self.device_jpeg is not None:
                 item.pending[name] = (b"", codec)  # filled by the device encoder, in order
                 continue
-            colour = _clear_transparent(colours[name], alpha) if with_alpha else colours[name]
-            palette = np.round(np.array(effect.palette) * 255) if effect.palette else None
             future = self.pool.submit(
-                encode_image,
-                colour,
-                alpha if with_alpha else None,
-                codec,
-                item.image.icc_profile,
-                palette,
+                encode_effect, name, colours[name], alpha, job.format, item.image.icc_profile
             )
             item.pending[name] = (future, codec)
         item.pending["mask"] = (self.pool.submit(encode_mask, alpha), MASK_CODEC)
@@ -246,8 +236,3 @@ def _fail(outcome: JobOutcome, exc: Exception) -> None:
 def _to_uint8(t: torch.Tensor) -> torch.Tensor:
     """B×C×H×W float in [0, 1] → uint8, on its device."""
     return t.clamp(0, 1).mul_(255).round_().to(torch.uint8)
-
-
-def _clear_transparent(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Zero the colour under alpha 0: invisible, and it makes lossless files smaller."""
-    return colour * (alpha > 0)[..., None]

@@ -28,13 +28,21 @@ def box_blur(x: torch.Tensor, radius: int) -> torch.Tensor:
     """Mean over a (2r+1)² window clipped to the image."""
     if radius < 1:
         return x
-    return _box_mean_along(_box_mean_along(x, radius, 3), radius, 2)
+    # Running sums down columns are slow on CPU (strided); along rows of the transpose they
+    # are not, and the copy costs less than the difference.
+    x = _box_mean_along(x.transpose(2, 3).contiguous(), radius, 3).transpose(2, 3)
+    return _box_mean_along(x, radius, 3)
 
 
 def shrink(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """Area-average down by an integer factor (the last partial cell averages what it has)."""
+    """Area-average down by an integer factor (a last partial cell averages what it has)."""
     if factor <= 1:
         return x
+    height, width = x.shape[-2:]
+    if factor == 2 and height % 2 == 0 and width % 2 == 0:
+        # Four strided adds: about twice as fast as avg_pool2d on CPU for the common case.
+        rows = x[..., 0::2, :] + x[..., 1::2, :]
+        return (rows[..., 0::2] + rows[..., 1::2]) * 0.25
     return F.avg_pool2d(x, factor, ceil_mode=True, count_include_pad=False)
 
 

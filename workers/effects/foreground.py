@@ -42,8 +42,10 @@ def _fuse(
     image: torch.Tensor, alpha: torch.Tensor, mean_fg: torch.Tensor, mean_bg: torch.Tensor
 ) -> torch.Tensor:
     """F = F̄ + a·(I − a·F̄ − (1 − a)·B̄): the means, corrected by what the pixel shows."""
-    residual = image - alpha * mean_fg - (1 - alpha) * mean_bg
-    return torch.addcmul(mean_fg, alpha, residual).clamp_(0, 1)
+    # Rearranged as F̄ + a·(I − B̄ − a·(F̄ − B̄)) and done in place: two full-size temporaries.
+    residual = image - mean_bg
+    residual.addcmul_(alpha, mean_fg - mean_bg, value=-1)
+    return residual.mul_(alpha).add_(mean_fg).clamp_(0, 1)
 
 
 def estimate_foreground(
@@ -69,4 +71,5 @@ def estimate_foreground(
     fg = _fuse(image_f, alpha_f, means[:, :3], means[:, 3:])
     radius = max(1, round(_SMALL * long_edge / fine))
     means = grow(torch.cat(_local_means(alpha_f, fg, means[:, 3:], radius), 1), image.shape[-2:])
-    return torch.where(alpha >= 1, image, _fuse(image, alpha, means[:, :3], means[:, 3:]))
+    fg = _fuse(image, alpha, means[:, :3], means[:, 3:])
+    return torch.where(alpha >= 1, image, fg, out=fg)
