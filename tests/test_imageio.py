@@ -13,6 +13,7 @@ from PIL import Image
 from workers.imageio import (
     CODECS,
     InvalidImage,
+    add_jpeg_icc_profile,
     decode,
     encode_image,
     encode_mask,
@@ -175,6 +176,20 @@ def test_jpeg_refuses_alpha_and_unknown_codecs_are_refused() -> None:
         encode_image(colour, _soft_alpha(), "jpeg")
     with pytest.raises(ValueError, match="unknown codec"):
         encode_image(colour, None, "gif")
+
+
+def test_icc_profile_added_to_a_jpeg_made_without_one() -> None:
+    icc = _srgb_profile()
+    plain = _encode(_gradient(), "JPEG", quality=90)
+    with_icc = add_jpeg_icc_profile(plain, icc)
+    with Image.open(io.BytesIO(with_icc)) as out:
+        assert out.info.get("icc_profile") == icc
+        assert np.array_equal(np.asarray(out), np.asarray(Image.open(io.BytesIO(plain))))
+    big = bytes(range(256)) * 300  # 76.8 kB: two segments
+    with Image.open(io.BytesIO(add_jpeg_icc_profile(plain, big))) as out:
+        assert out.info.get("icc_profile") == big
+    with pytest.raises(ValueError, match="JPEG"):
+        add_jpeg_icc_profile(b"\x89PNG", icc)
 
 
 def test_mask_is_a_lossless_grey_png() -> None:

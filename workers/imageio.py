@@ -194,6 +194,29 @@ def encode_image(
     return out.getvalue()
 
 
+def add_jpeg_icc_profile(jpeg: bytes, icc_profile: bytes) -> bytes:
+    """Put an ICC profile into JPEG bytes made without one (APP2 ICC_PROFILE segments).
+
+    For JPEGs encoded elsewhere (nvJPEG on the GPU): the profile goes right after the start
+    marker, split into numbered segments as the ICC specification (annex B.4) lays out.
+    """
+    if jpeg[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+    chunk = 65519  # 65535 − 2 (length) − 12 ("ICC_PROFILE\0") − 2 (sequence, count)
+    pieces = [icc_profile[i : i + chunk] for i in range(0, len(icc_profile), chunk)]
+    if len(pieces) > 255:
+        raise ValueError("ICC profile too large for JPEG")
+    segments = b"".join(
+        b"\xff\xe2"
+        + (len(piece) + 16).to_bytes(2, "big")
+        + b"ICC_PROFILE\x00"
+        + bytes((number, len(pieces)))
+        + piece
+        for number, piece in enumerate(pieces, start=1)
+    )
+    return jpeg[:2] + segments + jpeg[2:]
+
+
 def encode_mask(mask: np.ndarray) -> bytes:
     """Encode an H×W uint8 mask as greyscale PNG."""
     out = io.BytesIO()

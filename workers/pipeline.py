@@ -26,6 +26,7 @@ from workers.imageio import (
     JPEG_QUALITY,
     DecodedImage,
     InvalidImage,
+    add_jpeg_icc_profile,
     decode,
     encode_mask,
 )
@@ -171,12 +172,12 @@ class Pipeline:
         seconds = time.perf_counter() - start
         for index, item in enumerate(items):
             outcomes[item.job.job_id].timings["effects_ms"] = _ms(seconds - item.device_encode)
-            self._submit(item, {n: host[n][index] for n in item.job.effects}, alpha_host[index])
-            item.pending.update(device_jpegs.get(index, {}))
+            colours_host = {n: host[n][index] for n in item.job.effects}
+            self._submit(item, colours_host, alpha_host[index], device_jpegs.get(index, {}))
 
     def _encode_on_device(
         self, items: list[_Item], colours: dict[str, torch.Tensor]
-    ) -> dict[int, dict[str, tuple[Future[bytes] | bytes, str]]]:
+    ) -> dict[int, dict[str, bytes]]:
         """JPEG parts encoded where the pixels are, in one batched call (CUDA only)."""
         if self.device_jpeg is None:
             return {}
@@ -191,19 +192,27 @@ class Pipeline:
         start = time.perf_counter()
         data = self.device_jpeg([colours[name][index] for index, name in parts], JPEG_QUALITY)
         seconds = time.perf_counter() - start
-        done: dict[int, dict[str, tuple[Future[bytes] | bytes, str]]] = defaultdict(dict)
+        done: dict[int, dict[str, bytes]] = defaultdict(dict)
         for (index, name), blob in zip(parts, data, strict=True):
-            done[index][name] = (blob, "jpeg")
+            icc = items[index].image.icc_profile
+            done[index][name] = add_jpeg_icc_profile(blob, icc) if icc else blob
             items[index].device_encode = seconds
         return done
 
-    def _submit(self, item: _Item, colours: dict[str, np.ndarray], alpha: np.ndarray) -> None:
+    def _submit(
+        self,
+        item: _Item,
+        colours: dict[str, np.ndarray],
+        alpha: np.ndarray,
+        encoded: dict[str, bytes],
+    ) -> None:
+        """Queue the item's encodes on the pool; ``encoded`` are parts already done."""
         job = item.job
         item.encode_started = time.perf_counter()
         for name in job.effects:
             codec = codec_for(EFFECTS[name], job.format)
-            if codec == "jpeg" and self.device_jpeg is not None:
-                item.pending[name] = (b"", codec)  # filled by the device encoder, in order
+            if name in encoded:
+                item.pending[name] = (encoded[name], codec)
                 continue
             future = self.pool.submit(
                 encode_effect, name, colours[name], alpha, job.format, item.image.icc_profile
