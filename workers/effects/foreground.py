@@ -8,8 +8,8 @@ ICIP 2021): local means of the foreground and of the background, each taken with
 that ignores the other layer, are fused with the observation, first at a large radius that
 reaches across wide soft regions, then at a small one that restores local detail.
 
-The local means are smooth by construction, so we take them on smaller images (the large
-level at 1/16 of the long edge's scale, the small level at 1/2) and only the final fusion
+The local means are smooth by construction, so we take them on smaller images (at 2048 px:
+the large level's at 1/16 of full size, the small level's at 1/2) and only the final fusion
 runs at full size. The test suite holds this to the full-size estimator.
 """
 
@@ -20,8 +20,9 @@ import torch
 from workers.effects.filters import box_blur, grow, shrink
 
 _EPS = 1e-4
-# Radii as fractions of the long edge: 90 px and 6 px at 2048 px, the published choice
-# (r = 90, then 6) scaled to the output size.
+# Radii as fractions of the long edge: 90 px and 6 px at 2048 px. The paper's code uses box
+# windows 90 and 6 px wide; as radii (windows twice as wide) they halved the bleed left on a
+# synthetic 8 px soft edge (tests/test_effects.py), so the large level reaches further.
 _LARGE, _SMALL = 90 / 2048, 6 / 2048
 
 
