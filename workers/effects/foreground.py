@@ -22,7 +22,7 @@ from workers.effects.filters import box_blur, grow, shrink
 _EPS = 1e-4
 # Radii as fractions of the long edge: 90 px and 6 px at 2048 px. The paper's code uses box
 # windows 90 and 6 px wide; as radii (windows twice as wide) they halved the bleed left on a
-# synthetic 8 px soft edge (tests/test_effects.py), so the large level reaches further.
+# synthetic 8 px soft edge like the one in tests/test_effects.py, in our trial.
 _LARGE, _SMALL = 90 / 2048, 6 / 2048
 
 
