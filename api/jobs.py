@@ -29,16 +29,18 @@ def _submit_from_request() -> dict[str, Any]:
         ) from exc
 
 
-def _accepted(record: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _accepted(record: dict[str, Any], status: int = 202):  # type: ignore[no-untyped-def]
     response = jsonify(render_job(record, services().store))
-    response.status_code = 202
+    response.status_code = status
     response.headers["Location"] = url_for("jobs.get_job", job_id=record["id"])
     return response
 
 
 @bp.post("/jobs")
 def create_job():  # type: ignore[no-untyped-def]
-    return _accepted(_submit_from_request())
+    """``202`` with the queued job, or ``200`` with the finished one when the cache had it."""
+    record = _submit_from_request()
+    return _accepted(record, 200 if record["status"] == "succeeded" else 202)
 
 
 @bp.get("/jobs/<job_id>")

@@ -17,6 +17,8 @@ _PUBLIC = (
     "options",
     "model",
     "batch_size",
+    "cache",
+    "computed",
     "error",
 )
 

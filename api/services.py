@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 from flask import current_app
 
-from storage import ObjectStore, StorageSettings, build_store
+from storage import ObjectStore, StorageSettings, open_store
+from storage.cache_metrics import CacheMetrics
+from storage.dispatch import Dispatcher, Enqueue
 from storage.heartbeats import Heartbeats
 from storage.jobs import JobStore
-
-Enqueue = Callable[[str], None]
+from storage.result_cache import ResultCache
 
 
 @dataclass
@@ -23,6 +23,9 @@ class Services:
     redis: redis.Redis
     enqueue: Enqueue
     model_id: str
+    cache: ResultCache
+    metrics: CacheMetrics
+    dispatcher: Dispatcher
 
 
 def celery_enqueue() -> Enqueue:
@@ -38,14 +41,22 @@ def celery_enqueue() -> Enqueue:
 
 
 def build_services(settings: StorageSettings, model_id: str, enqueue: Enqueue | None) -> Services:
+    """Raises ``StorageConfigError`` when storage is misconfigured, so the API will not start."""
     client = redis.Redis.from_url(settings.redis_url)
+    jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds)
+    store = open_store(settings)
+    cache = ResultCache(client, settings.key_prefix, settings.cache_ttl_seconds)
+    enqueue = enqueue or celery_enqueue()
     return Services(
-        jobs=JobStore(client, settings.key_prefix, settings.job_ttl_seconds),
-        store=build_store(settings),
+        jobs=jobs,
+        store=store,
         heartbeats=Heartbeats(client, settings.key_prefix),
         redis=client,
-        enqueue=enqueue or celery_enqueue(),
+        enqueue=enqueue,
         model_id=model_id,
+        cache=cache,
+        metrics=CacheMetrics(client, settings.key_prefix),
+        dispatcher=Dispatcher(jobs, cache, store, enqueue),
     )
 
 

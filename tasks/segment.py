@@ -7,19 +7,17 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
-import redis
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 
-from storage import StorageSettings, build_store
 from storage.heartbeats import Heartbeats
-from storage.jobs import JobStore
+from tasks.resources import StorageResources
 from tasks.run_jobs import JobRunner
 
 log = logging.getLogger("cutout.segment")
 
 
-class SegmentTask(Batches):
+class SegmentTask(StorageResources, Batches):
     """Holds the per-process model, stores and thread pool, built on first use."""
 
     @property  # type: ignore[override]
@@ -29,14 +27,6 @@ class SegmentTask(Batches):
     @property  # type: ignore[override]
     def flush_interval(self) -> float:
         return float(self.app.conf.cutout_flush_interval)
-
-    @cached_property
-    def storage_settings(self) -> StorageSettings:
-        return StorageSettings.from_env()
-
-    @cached_property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.storage_settings.redis_url)
 
     @cached_property
     def heartbeats(self) -> Heartbeats:
@@ -52,10 +42,7 @@ class SegmentTask(Batches):
         segmenter, seconds = load_segmenter(settings)
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
-        jobs = JobStore(
-            self.redis, self.storage_settings.key_prefix, self.storage_settings.job_ttl_seconds
-        )
-        return JobRunner(jobs, build_store(self.storage_settings), Pipeline(segmenter, pool))
+        return JobRunner(self.dispatcher, Pipeline(segmenter, pool))
 
 
 @shared_task(base=SegmentTask, bind=True, name="cutout.segment")

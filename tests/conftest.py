@@ -5,10 +5,14 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +22,7 @@ import requests
 from PIL import Image
 
 from storage.redis_server import free_port, start
+from storage.settings import StorageSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee")
@@ -120,10 +125,12 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], logs: Path, name: str = "gpu") -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], logs: Path, name: str = "gpu", queue: str = "gpu"
+) -> subprocess.Popen[bytes]:
     args = [
         sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
-        "--queues", "gpu", "--pool", "threads", "--concurrency", "1",
+        "--queues", queue, "--pool", "threads", "--concurrency", "1",
         "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
     return _spawn(args, env, logs / f"{name}.log")
@@ -136,17 +143,23 @@ def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
     wait_until(lambda: beats.alive("gpu"), timeout, "a warmed gpu worker")
 
 
-@pytest.fixture(scope="module")
-def stack(
-    redis_url: str, weights: Path, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def run_stack(
+    redis_url: str, base: Path, *, housekeeping: bool = False, **extra_env: str
 ) -> Iterator[Stack]:
-    """gunicorn serving the API and a Celery worker on the gpu queue, both real processes."""
+    """gunicorn serving the API and a Celery worker on the gpu queue (and, with
+    ``housekeeping``, an io worker and beat), all real processes, with ``extra_env`` on top
+    of the usual environment."""
     redis.Redis.from_url(redis_url).flushdb()
-    base = tmp_path_factory.mktemp("stack")
     files, logs = base / "files", base / "logs"
     logs.mkdir()
-    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3")
-    worker = start_worker(env, logs)
+    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", **extra_env)
+    processes = [start_worker(env, logs)]
+    if housekeeping:  # the io queue's worker, and beat sending it the periodic cleanup
+        processes.append(start_worker(env, logs, "io", queue="io"))
+        beat = [sys.executable, "-m", "celery", "-A", "tasks.worker", "beat",
+                "--schedule", str(logs / "beat-schedule"), "--loglevel", "INFO"]  # fmt: skip
+        processes.append(_spawn(beat, env, logs / "beat.log"))
     port = free_port()
     api = _spawn(
         [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
@@ -158,10 +171,19 @@ def stack(
     try:
         wait_until(lambda: _answers(f"{url}/healthz"), 30, "gunicorn")
         wait_for_gpu_worker(redis_url)
-        yield Stack(url, redis_url, env, files, logs, worker)
+        yield Stack(url, redis_url, env, files, logs, processes[0])
     finally:
-        _stop(api)
-        _stop(worker)
+        with ThreadPoolExecutor() as pool:  # at once: each takes seconds to shut down
+            list(pool.map(_stop, [api, *processes]))
+
+
+@pytest.fixture(scope="module")
+def stack(
+    redis_url: str, weights: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """The service on local storage."""
+    with run_stack(redis_url, tmp_path_factory.mktemp("stack")) as running:
+        yield running
 
 
 def _answers(url: str) -> bool:
@@ -169,3 +191,87 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).ok
     except requests.RequestException:
         return False
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3-compatible server (nanio, which checks SigV4), addressed as Cloudflare R2 is:
+    an endpoint URL and region "auto"."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "auto"
+
+    def client(self):  # type: ignore[no-untyped-def]
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(signature_version="s3v4"),
+        )
+
+    def new_bucket(self) -> str:
+        name = f"cutout-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def env(self, bucket: str) -> dict[str, str]:
+        return {
+            "CUTOUT_STORAGE": "s3",
+            "CUTOUT_S3_BUCKET": bucket,
+            "CUTOUT_S3_ENDPOINT_URL": self.endpoint_url,
+            "CUTOUT_S3_REGION": self.region,
+            "CUTOUT_S3_ACCESS_KEY_ID": self.access_key,
+            "CUTOUT_S3_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+    def settings(self, bucket: str, **overrides: object) -> StorageSettings:
+        from dataclasses import replace
+
+        return replace(StorageSettings.from_env(self.env(bucket)), **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    base = tmp_path_factory.mktemp("nanio")
+    port = free_port()
+    server = S3Server(f"http://127.0.0.1:{port}", "cutout-test", uuid.uuid4().hex)
+    env = {
+        **os.environ,
+        "NANIO_ACCESS_KEY": server.access_key,
+        "NANIO_SECRET_KEY": server.secret_key,
+    }
+    args = [sys.executable, "-m", "nanio", "serve", "--data-dir", str(base / "data"),
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--log-level", "warning"]  # fmt: skip
+    proc = _spawn(args, env, base / "nanio.log")
+    try:
+        wait_until(lambda: _listening(port), 30, "nanio")
+        yield server
+    finally:
+        _stop(proc)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["local", "s3"])
+def object_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Each back end in turn, checked as at start-up: local disk, and S3 on nanio."""
+    from storage import open_store
+
+    if request.param == "local":
+        return open_store(StorageSettings(local_dir=tmp_path / "files"))
+    server: S3Server = request.getfixturevalue("s3_server")
+    return open_store(server.settings(server.new_bucket()))
