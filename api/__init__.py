@@ -9,6 +9,7 @@ from flask import Flask
 
 from api.errors import register_error_handlers
 from api.services import build_services
+from api.uploads import InMemoryUploadRequest
 from storage.settings import StorageSettings
 
 DEFAULTS: dict[str, Any] = {
@@ -23,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
+    app.request_class = InMemoryUploadRequest
     app.config.from_mapping(DEFAULTS)
     if test_config is None:
         app.config["MODEL_ID"] = os.environ.get("CUTOUT_MODEL", DEFAULTS["MODEL_ID"])

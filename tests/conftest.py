@@ -13,16 +13,17 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import requests
 from PIL import Image
 
+from storage import ObjectStore, StorageSettings, open_store
 from storage.redis_server import free_port, start
-from storage.settings import StorageSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee")
@@ -136,6 +137,12 @@ def start_worker(
     return _spawn(args, env, logs / f"{name}.log")
 
 
+def start_api(env: dict[str, str], logs: Path, port: int) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
+            "--bind", f"127.0.0.1:{port}", "api:create_app()"]  # fmt: skip
+    return _spawn(args, env, logs / "api.log")
+
+
 def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
     from storage.heartbeats import Heartbeats
 
@@ -161,12 +168,7 @@ def run_stack(
                 "--schedule", str(logs / "beat-schedule"), "--loglevel", "INFO"]  # fmt: skip
         processes.append(_spawn(beat, env, logs / "beat.log"))
     port = free_port()
-    api = _spawn(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
-         "--bind", f"127.0.0.1:{port}", "api:create_app()"],
-        env,
-        logs / "api.log",
-    )  # fmt: skip
+    api = start_api(env, logs, port)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(f"{url}/healthz"), 30, "gunicorn")
@@ -203,7 +205,7 @@ class S3Server:
     secret_key: str
     region: str = "auto"
 
-    def client(self):  # type: ignore[no-untyped-def]
+    def client(self) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -231,10 +233,8 @@ class S3Server:
             "CUTOUT_S3_SECRET_ACCESS_KEY": self.secret_key,
         }
 
-    def settings(self, bucket: str, **overrides: object) -> StorageSettings:
-        from dataclasses import replace
-
-        return replace(StorageSettings.from_env(self.env(bucket)), **overrides)  # type: ignore[arg-type]
+    def settings(self, bucket: str, **overrides: Any) -> StorageSettings:
+        return replace(StorageSettings.from_env(self.env(bucket)), **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -267,10 +267,8 @@ def _listening(port: int) -> bool:
 
 
 @pytest.fixture(params=["local", "s3"])
-def object_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     """Each back end in turn, checked as at start-up: local disk, and S3 on nanio."""
-    from storage import open_store
-
     if request.param == "local":
         return open_store(StorageSettings(local_dir=tmp_path / "files"))
     server: S3Server = request.getfixturevalue("s3_server")
