@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from storage.dispatch import Dispatcher
@@ -25,6 +26,13 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
+@dataclass(frozen=True)
+class Started:
+    record: dict[str, Any]
+    cached: dict[str, Output]  # the outputs it needs that were cached when it started
+    input: JobInput  # asks the pipeline for the missing effects only
+
+
 class JobRunner:
     def __init__(self, dispatcher: Dispatcher, pipeline: Pipeline) -> None:
         self.dispatcher = dispatcher
@@ -36,35 +44,39 @@ class JobRunner:
     def run(self, job_ids: Sequence[str]) -> dict[str, str]:
         """Process the jobs; returns each job's status afterwards (jobs gone are left out)."""
         statuses: dict[str, str] = {}
-        inputs: list[JobInput] = []
-        started: dict[str, tuple[dict[str, Any], dict[str, Output]]] = {}
+        started: dict[str, Started] = {}
         for job_id in dict.fromkeys(job_ids):  # a redelivered duplicate runs once
-            record = self._start(job_id)
-            if record is None:
-                continue
-            if record["status"] != "processing":
-                self.dispatcher.settle(record)  # a canceled leader's followers run on their own
-                statuses[job_id] = record["status"]
-                continue
-            options = record["options"]
-            names = output_names(options["effects"])
-            cached = self.cache.lookup(record["content_key"], names)
-            if len(cached) == len(names):  # computed meanwhile (or before a redelivery)
-                statuses[job_id] = self._end(job_id, cached, computed=[])
-                continue
-            try:
-                data = self.store.open(staging_key(job_id))
-            except FileNotFoundError:
-                statuses[job_id] = self.fail(job_id, "input_missing", "the staged upload is gone")
-                continue
-            missing = tuple(e for e in options["effects"] if e not in cached)
-            inputs.append(JobInput(job_id, data, missing, options["max_size"], options["format"]))
-            started[job_id] = (record, cached)
-        if inputs:
-            for outcome in self.pipeline.run(inputs):
-                record, cached = started[outcome.job_id]
-                statuses[outcome.job_id] = self._finish(record, cached, outcome)
+            prepared = self._prepare(job_id)
+            if isinstance(prepared, Started):
+                started[job_id] = prepared
+            elif prepared is not None:
+                statuses[job_id] = prepared
+        if started:
+            for outcome in self.pipeline.run([s.input for s in started.values()]):
+                statuses[outcome.job_id] = self._finish(started[outcome.job_id], outcome)
         return statuses
+
+    def _prepare(self, job_id: str) -> Started | str | None:
+        """Start the job and load what it needs to compute; or end it at once and return its
+        status (None: the job is gone)."""
+        record = self._start(job_id)
+        if record is None:
+            return None
+        if record["status"] != "processing":
+            self.dispatcher.settle(record)  # a canceled leader's followers run on their own
+            return str(record["status"])
+        options = record["options"]
+        names = output_names(options["effects"])
+        cached = self.cache.lookup(record["content_key"], names)
+        if len(cached) == len(names):  # computed meanwhile (or before a redelivery)
+            return self._end(job_id, cached, computed=[])
+        try:
+            data = self.store.open(staging_key(job_id))
+        except FileNotFoundError:
+            return self.fail(job_id, "input_missing", "the staged upload is gone")
+        missing = tuple(e for e in options["effects"] if e not in cached)
+        job = JobInput(job_id, data, missing, options["max_size"], options["format"])
+        return Started(record, cached, job)
 
     def _start(self, job_id: str) -> dict[str, Any] | None:
         def begin(current: dict[str, Any]) -> dict[str, Any] | None:
@@ -93,9 +105,8 @@ class JobRunner:
         record = self.dispatcher.finish(job_id, outputs, **fields)
         return record["status"] if record else "succeeded"
 
-    def _finish(
-        self, record: dict[str, Any], cached: dict[str, Output], outcome: JobOutcome
-    ) -> str:
+    def _finish(self, started: Started, outcome: JobOutcome) -> str:
+        record, cached = started.record, started.cached
         job_id = record["id"]
         if not outcome.ok:
             return self.fail(job_id, outcome.error_code or "failed", outcome.error_message or "")
