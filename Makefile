@@ -6,8 +6,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export CUTOUT_REDIS_URL ?= redis://127.0.0.1:6379/0
 export CUTOUT_MODEL_DIR ?= $(HOME)/.cache/cutout
+# The demo page's browser test drives this chromium (Playwright cannot download browsers here).
+export CUTOUT_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup weights run test lint clean-venv
+.PHONY: setup weights browser run test lint clean-venv promtool
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,17 +24,52 @@ setup: $(VENV)/.installed
 weights: setup
 	$(PY) -m workers.models fetch
 
+# Debian's chromium, installed with apt when missing and we are root; otherwise stop here,
+# loudly: the browser test must run, not be skipped.
+browser:
+	@test -x "$(CUTOUT_CHROMIUM)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else \
+	    echo "no chromium at $(CUTOUT_CHROMIUM): install Debian's chromium package" \
+	      "(apt-get install chromium) or set CUTOUT_CHROMIUM" >&2; exit 1; \
+	  fi; }
+	@test -x "$(CUTOUT_CHROMIUM)" || { echo "chromium was not installed" >&2; exit 1; }
+
+# Local use: API keys off unless the caller sets CUTOUT_AUTH=on (and CUTOUT_API_KEYS).
+run: export CUTOUT_AUTH ?= off
 run: weights
 	$(PY) -m storage.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
+	@if [ "$$CUTOUT_AUTH" = "off" ]; then \
+	  echo "  !!! API KEYS ARE OFF (CUTOUT_AUTH=off): anyone who reaches :8000 can submit and"; \
+	  echo "  !!! read every job. For local use only: see CUTOUT_AUTH in the README."; \
+	  echo ""; \
+	fi
 	@echo "  cutout is starting: API http://127.0.0.1:8000  Flower http://127.0.0.1:5555"
+	@echo "  try it in a browser:  http://127.0.0.1:8000/"
+	@echo "  Flower's login is made up for this run and printed below (FLOWER_BASIC_AUTH sets one)"
+	@echo "  metrics: http://127.0.0.1:8000/metrics, workers :9101 (gpu) and :9102 (io)"
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"
 	@echo ""
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUTOUT_ENV=$${CUTOUT_ENV:-development} \
+	  $(VENV)/bin/honcho start -f Procfile
 
-test: weights
+test: weights browser promtool
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+
+# promtool checks and unit-tests compose/alerts.yml. Debian's prometheus package ships it; only
+# the binary is extracted (nothing is installed). Without apt the tests skip it, except in CI.
+promtool: $(VENV)/bin/promtool
+
+$(VENV)/bin/promtool: | $(VENV)/.installed
+	@tmp=$$(mktemp -d); \
+	if command -v apt-get >/dev/null && (cd $$tmp && { apt-get download -qq prometheus \
+	    || { apt-get update -qq && apt-get download -qq prometheus; }; }) >/dev/null 2>&1; then \
+	  dpkg-deb -x $$tmp/prometheus_*.deb $$tmp/x && cp $$tmp/x/usr/bin/promtool $@; \
+	else echo "promtool: could not fetch Debian's prometheus package; its tests will skip"; fi; \
+	rm -rf $$tmp
 
 lint: setup
 	$(VENV)/bin/ruff format --check .

@@ -17,6 +17,7 @@ task_default_queue = "io"
 task_routes = {
     "cutout.segment": {"queue": "gpu"},
     "cutout.cleanup": {"queue": "io"},
+    "cutout.webhook": {"queue": "io"},
 }
 
 # A killed worker's jobs go back to the queue; a job is acknowledged only once recorded.

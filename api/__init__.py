@@ -11,6 +11,7 @@ from api.errors import register_error_handlers
 from api.services import build_services
 from api.uploads import InMemoryUploadRequest
 from storage.settings import StorageSettings
+from storage.webhooks import WebhookSettings
 
 DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,
@@ -19,10 +20,23 @@ DEFAULTS: dict[str, Any] = {
     "MODEL_ID": "isnet-general-use",
     "STORAGE": None,  # StorageSettings; from the environment when None
     "ENQUEUE": None,  # callable(job_id); Celery's send_task when None
+    # API keys, limits and webhooks. A test config leaves auth off unless it asks; from the
+    # environment it is on (CUTOUT_AUTH, CUTOUT_API_KEYS: see api/auth.py).
+    "AUTH_REQUIRED": False,
+    "API_KEYS": {},  # sha256 hex of a key → its name, which owns the key's jobs
+    "RATE_LIMIT_SUBMIT": "120 per minute",  # per key (per address with auth off)
+    "RATE_LIMIT_READ": "1200 per minute",
+    "BACKPRESSURE_QUEUE": "gpu",
+    "MAX_QUEUE_DEPTH": 1000,  # jobs waiting there before submits the cache cannot answer get 503
+    "QUEUE_RETRY_AFTER": 30,  # seconds, in the 503's Retry-After
+    "WEBHOOKS": None,  # WebhookSettings; from the environment when None
+    "NOTIFY": None,  # callable(job_id) queueing a webhook; Celery's send_task when None
 }
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    from api import auth, limits
+
     app = Flask(__name__)
     app.request_class = InMemoryUploadRequest
     app.config.from_mapping(DEFAULTS)
@@ -31,19 +45,28 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         app.config["SYNC_WAIT_SECONDS"] = float(
             os.environ.get("CUTOUT_SYNC_WAIT", DEFAULTS["SYNC_WAIT_SECONDS"])
         )
+        app.config.update(auth.config_from_env())
+        app.config.update(limits.config_from_env())
     else:
         app.config.from_mapping(test_config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     storage = app.config["STORAGE"] or StorageSettings.from_env()
+    app.config["WEBHOOKS"] = app.config["WEBHOOKS"] or WebhookSettings.from_env()
     app.extensions["cutout"] = build_services(
-        storage, app.config["MODEL_ID"], app.config["ENQUEUE"]
+        storage, app.config["MODEL_ID"], app.config["ENQUEUE"], app.config["NOTIFY"]
     )
 
-    from api import files, health, jobs
+    from api import cancel, demo, files, health, jobs, metrics, openapi
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(demo.bp)
+    app.register_blueprint(cancel.bp)
+    app.register_blueprint(openapi.bp)
     register_error_handlers(app)
+    auth.install_auth(app)  # before the limits: they count per key
+    limits.install_limits(app, storage)
+    metrics.instrument(app, app.extensions["cutout"])
     return app

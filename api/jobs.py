@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
+from api.auth import current_owner, owned_job
 from api.errors import ApiError, error_body
+from api.idempotency import fingerprint, idempotent
+from api.limits import refuse_when_queue_is_full
 from api.rendering import render_job
 from api.services import services
 from api.submission import submit
 from api.uploads import parse_options, read_image
+from api.webhook_url import parse_webhook
+from storage.jobs import TERMINAL
+from tasks import metrics
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
+log = logging.getLogger("cutout.api")
 
 MAX_WAIT_SECONDS = 120.0
 
@@ -20,13 +28,32 @@ MAX_WAIT_SECONDS = 120.0
 def _submit_from_request() -> dict[str, Any]:
     data, info = read_image(request.files)
     options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"])
-    try:
-        return submit(services(), data, info, options)
-    except Exception as exc:
-        current_app.logger.exception("could not queue a job")
-        raise ApiError(
-            503, "queue_unavailable", "the job queue is unavailable; retry later"
-        ) from exc
+    webhook = parse_webhook(request.form)
+    extra = {"owner": current_owner(), "webhook": webhook}
+
+    def queue() -> dict[str, Any]:
+        try:
+            record = submit(services(), data, info, options, extra, refuse_when_queue_is_full)
+        except ApiError:
+            raise
+        except Exception as exc:
+            # A job the queue refused was failed (enqueue_failed) and counted as it ended.
+            current_app.logger.exception("could not queue a job")
+            raise ApiError(
+                503, "queue_unavailable", "the job queue is unavailable; retry later"
+            ) from exc
+        if record["status"] not in TERMINAL:  # a hit was counted as it ended (succeeded)
+            metrics.JOBS.labels(status="queued").inc()
+        log.info(
+            "job %s %s",
+            record["id"],
+            record["status"],
+            extra={"stage": "submitted", "job_id": record["id"], "input": record["input"]},
+        )
+        return record
+
+    same = {"options": options.as_dict(), "webhook_url": webhook and webhook["url"]}
+    return idempotent(fingerprint(data, same), queue)
 
 
 def _accepted(record: dict[str, Any], status: int = 202):  # type: ignore[no-untyped-def]
@@ -45,10 +72,7 @@ def create_job():  # type: ignore[no-untyped-def]
 
 @bp.get("/jobs/<job_id>")
 def get_job(job_id: str):  # type: ignore[no-untyped-def]
-    record = services().jobs.get(job_id)
-    if record is None:
-        raise ApiError(404, "job_not_found", f"no job {job_id!r} (it may have expired)")
-    return jsonify(render_job(record, services().store))
+    return jsonify(render_job(owned_job(job_id), services().store))
 
 
 def _parse_timeout(raw: str | None) -> float:
@@ -76,6 +100,8 @@ def process_with_effects():  # type: ignore[no-untyped-def]
         return jsonify(body)
     if finished["status"] in ("queued", "processing"):
         return _accepted(finished)
+    if finished["status"] == "canceled":  # by a DELETE while this request waited
+        return jsonify(error_body("job_canceled", "the job was canceled", job=body)), 409
     error = finished.get("error") or {"code": "failed", "message": "the job failed"}
     status = 422 if error["code"] == "invalid_image" else 500
     return jsonify(error_body(error["code"], error["message"], job=body)), status

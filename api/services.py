@@ -8,11 +8,11 @@ import redis
 from flask import current_app
 
 from storage import ObjectStore, StorageSettings, open_store
-from storage.cache_metrics import CacheMetrics
 from storage.dispatch import Dispatcher, Enqueue
 from storage.heartbeats import Heartbeats
 from storage.jobs import JobStore
 from storage.result_cache import ResultCache
+from tasks.job_end import job_end_hook
 
 
 @dataclass
@@ -24,7 +24,6 @@ class Services:
     enqueue: Enqueue
     model_id: str
     cache: ResultCache
-    metrics: CacheMetrics
     dispatcher: Dispatcher
 
 
@@ -40,10 +39,31 @@ def celery_enqueue() -> Enqueue:
     return enqueue
 
 
-def build_services(settings: StorageSettings, model_id: str, enqueue: Enqueue | None) -> Services:
-    """Raises ``StorageConfigError`` when storage is misconfigured, so the API will not start."""
+def celery_notify() -> Enqueue:
+    """Queues the first delivery of a finished job's webhook on the ``io`` queue."""
+    from tasks.app import create_celery
+
+    celery = create_celery()
+
+    def notify(job_id: str) -> None:
+        celery.send_task("cutout.webhook", args=[job_id, 1])
+
+    return notify
+
+
+def build_services(
+    settings: StorageSettings,
+    model_id: str,
+    enqueue: Enqueue | None,
+    notify: Enqueue | None = None,
+) -> Services:
+    """Raises ``StorageConfigError`` when storage is misconfigured, so the API will not start.
+
+    ``notify(job_id)`` queues the webhook of a job this process ends (a cache hit, a cancel,
+    a follower handed over, a job the queue refused)."""
     client = redis.Redis.from_url(settings.redis_url)
-    jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds)
+    on_terminal = job_end_hook(notify or celery_notify())
+    jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, on_terminal)
     store = open_store(settings)
     cache = ResultCache(client, settings.key_prefix, settings.cache_ttl_seconds)
     enqueue = enqueue or celery_enqueue()
@@ -55,7 +75,6 @@ def build_services(settings: StorageSettings, model_id: str, enqueue: Enqueue | 
         enqueue=enqueue,
         model_id=model_id,
         cache=cache,
-        metrics=CacheMetrics(client, settings.key_prefix),
         dispatcher=Dispatcher(jobs, cache, store, enqueue),
     )
 

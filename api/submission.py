@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from api.services import Services
 from api.uploads import JobOptions
-from storage.cache_metrics import CACHE_HITS, CACHE_INFLIGHT_JOINS, CACHE_MISSES
 from storage.jobs import ms_between, now_iso
 from storage.keys import content_key, staging_key
 from storage.result_cache import output_names
+from tasks import metrics
 from workers.effect_names import EFFECTS_VERSION
 from workers.imageio import ImageInfo
 
-_COUNTER = {"hit": CACHE_HITS, "follow": CACHE_INFLIGHT_JOINS, "lead": CACHE_MISSES}
+# How the cache answered a submission that was not a full hit at lookup (see Claim).
+_COUNTER = {
+    "hit": metrics.CACHE_HITS,  # every output was stored between the lookup and the claim
+    "follow": metrics.CACHE_INFLIGHT_JOINS,
+    "lead": metrics.CACHE_MISSES,
+}
 
 
 def job_content_key(image_sha256: str, model_id: str, options: JobOptions) -> str:
@@ -29,7 +35,14 @@ def job_content_key(image_sha256: str, model_id: str, options: JobOptions) -> st
     )
 
 
-def new_record(svc: Services, data: bytes, info: ImageInfo, options: JobOptions) -> dict[str, Any]:
+def new_record(
+    svc: Services,
+    data: bytes,
+    info: ImageInfo,
+    options: JobOptions,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``extra``: more fields for the record (its ``owner``, its ``webhook`` state)."""
     image_sha = hashlib.sha256(data).hexdigest()
     return {
         "id": uuid.uuid4().hex,
@@ -51,6 +64,7 @@ def new_record(svc: Services, data: bytes, info: ImageInfo, options: JobOptions)
         "outputs": {},
         "error": None,
         "timings": {},
+        **(extra or {}),
     }
 
 
@@ -71,7 +85,7 @@ def answer_from_cache(svc: Services, record: dict[str, Any]) -> dict[str, Any] |
         "outputs": outputs,
         "timings": {"total_ms": ms_between(record["created_at"], done)},
     }
-    svc.jobs.create(finished)
+    svc.jobs.create(finished)  # ended as it is created: the job store's hook runs (webhook)
     return finished
 
 
@@ -81,14 +95,26 @@ def stage_and_dispatch(svc: Services, record: dict[str, Any], data: bytes) -> di
     svc.store.save(staging_key(record["id"]), data, "application/octet-stream")
     svc.jobs.create(record)
     claim, current = svc.dispatcher.dispatch(record)
-    svc.metrics.count(_COUNTER[claim.outcome])
+    _COUNTER[claim.outcome].inc()
     return current
 
 
-def submit(svc: Services, data: bytes, info: ImageInfo, options: JobOptions) -> dict[str, Any]:
-    record = new_record(svc, data, info, options)
+def submit(
+    svc: Services,
+    data: bytes,
+    info: ImageInfo,
+    options: JobOptions,
+    extra: dict[str, Any] | None = None,
+    admit: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """The job for this upload: finished at once on a full cache hit, else staged and
+    dispatched. ``admit()`` runs before anything is staged for a job the cache cannot answer
+    and raises to refuse it (the queue is full), so a full queue never refuses a hit."""
+    record = new_record(svc, data, info, options, extra)
     hit = answer_from_cache(svc, record)
     if hit is not None:
-        svc.metrics.count(CACHE_HITS)
+        metrics.CACHE_HITS.inc()
         return hit
+    if admit is not None:
+        admit()
     return stage_and_dispatch(svc, record, data)

@@ -12,8 +12,10 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from api.errors import ApiError
 from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
 from workers.imageio import ImageInfo, InvalidImage, probe, sniff
+from workers.truncation import truncated
 
 MAX_PIXELS = 100_000_000
+MIN_SIDE = 16  # below this there is no subject to cut out
 MAX_OUTPUT_SIDE = 8192
 
 
@@ -67,6 +69,15 @@ def read_image(files: MultiDict[str, FileStorage]) -> tuple[bytes, ImageInfo]:
             f"the image is {info.width}x{info.height} ({info.megapixels:.0f} MP); "
             f"the limit is {MAX_PIXELS // 1_000_000} MP",
         )
+    if min(info.width, info.height) < MIN_SIDE:
+        raise ApiError(
+            422,
+            "image_too_small",
+            f"the image is {info.width}x{info.height}; both sides must be {MIN_SIDE} px or more",
+        )
+    cut = truncated(data, info.format)
+    if cut:  # the worker would fail it the same way; say so now, for free
+        raise ApiError(422, "invalid_image", f"cannot decode the {info.format} image: {cut}")
     return data, info
 
 

@@ -12,7 +12,10 @@ expired), goes through ``settle``, which hands each follower on exactly once:
   same bytes, fails the same way;
 - anything else (a lost worker, a storage fault, a cancel): the follower is dispatched anew,
   with its own staged input, and so leads or follows again.
-A follower keeps its staged input until it ends, for exactly that last case.
+A follower keeps its staged input until it ends, for exactly that last case; a canceled
+follower leaves its leader's list. Every job ends through ``JobStore.update`` or ``create``,
+so the job store's ``on_terminal`` hook (webhook, metrics) runs once per job whichever path
+ended it.
 """
 
 from __future__ import annotations
@@ -57,7 +60,8 @@ class Dispatcher:
             changes = {"cache": "joined", "joined_job": claim.leader}
             return claim, self.jobs.update(job_id, unless_ended(changes)) or record
         state = "miss" if len(claim.missing) == len(names) else "partial"
-        current = self.jobs.update(job_id, unless_ended({"cache": state})) or record
+        changes = {"cache": state, "joined_job": None}  # a follower handed over leads now
+        current = self.jobs.update(job_id, unless_ended(changes)) or record
         try:
             self.enqueue(job_id)
         except Exception as exc:
@@ -92,6 +96,14 @@ class Dispatcher:
         self.store.delete(staging_key(job_id))
         if record is not None:
             self.settle(record)
+
+    def canceled(self, record: Record) -> None:
+        """After a cancel: a follower leaves its leader's list; a leader hands its followers
+        over (they lead or follow anew, with their own staged inputs)."""
+        leader = record.get("joined_job")
+        if leader:
+            self.cache.detach(record["content_key"], leader, record["id"])
+        self.settle(record)
 
     def settle(self, leader: Record) -> None:
         """Hand over the followers of a job that has ended (any terminal status or expired);

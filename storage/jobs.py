@@ -4,6 +4,7 @@ announces its terminal state (so a waiting request wakes at once instead of poll
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -15,6 +16,9 @@ TERMINAL = frozenset({"succeeded", "failed", "canceled"})
 STATUSES = frozenset({"queued", "processing"}) | TERMINAL
 
 Record = dict[str, Any]
+OnTerminal = Callable[[Record], None]
+
+log = logging.getLogger("cutout.jobs")
 
 
 def now_iso() -> str:
@@ -52,10 +56,18 @@ def unless_ended(changes: Record) -> Callable[[Record], Record | None]:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, prefix: str = "cutout", ttl_seconds: int = 86400):
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "cutout",
+        ttl_seconds: int = 86400,
+        on_terminal: OnTerminal | None = None,
+    ):
         self.redis = client
         self.prefix = prefix
         self.ttl = ttl_seconds
+        # Called once per job, by whichever process made it terminal (sends its webhook).
+        self.on_terminal = on_terminal
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -69,6 +81,8 @@ class JobStore:
         created = self.redis.set(self._key(record["id"]), json.dumps(record), ex=self.ttl, nx=True)
         if not created:
             raise KeyError(f"job {record['id']} already exists")
+        if record["status"] in TERMINAL:
+            self._ended(record)
 
     def get(self, job_id: str) -> Record | None:
         raw = self.redis.get(self._key(job_id))
@@ -106,12 +120,29 @@ class JobStore:
                     updated = {**current, **delta}
                     pipe.multi()
                     pipe.set(key, json.dumps(updated), keepttl=True)
-                    if updated["status"] in TERMINAL and current["status"] not in TERMINAL:
+                    ends = updated["status"] in TERMINAL and current["status"] not in TERMINAL
+                    if ends:
                         pipe.publish(self._channel(job_id), updated["status"])
                     pipe.execute()
+                    if ends:
+                        self._ended(updated)
                     return updated
                 except redis.WatchError:
                     continue
+
+    def _ended(self, record: Record) -> None:
+        if self.on_terminal is None:
+            return
+        try:
+            self.on_terminal(record)
+        except Exception:  # the job's state is already safe; a failed hook must not undo it
+            log.exception("on_terminal hook failed for job %s", record["id"])
+
+    def keep_for(self, job_id: str, seconds: int) -> None:
+        """Make the record live at least ``seconds`` more (webhook retries outlast the TTL)."""
+        key = self._key(job_id)
+        if 0 <= self.redis.ttl(key) < seconds:  # type: ignore[operator]
+            self.redis.expire(key, seconds)
 
     def wait(self, job_id: str, timeout: float) -> Record | None:
         """The record once terminal, or as it stands when ``timeout`` seconds pass."""

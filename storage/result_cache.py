@@ -67,6 +67,23 @@ if #followers == 0 then return '[]' end
 return cjson.encode(followers)
 """
 
+# KEYS: in-flight hash. ARGV: leader job id, follower job id. Answers 1 if it was attached.
+_DETACH = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+local entry = cjson.decode(raw)
+local kept = {}
+for _, id in ipairs(entry.followers) do
+  if id ~= ARGV[2] then kept[#kept + 1] = id end
+end
+if #kept == #entry.followers then return 0 end
+local followers = '[]'
+if #kept > 0 then followers = cjson.encode(kept) end
+redis.call('HSET', KEYS[1], ARGV[1],
+  '{"names":' .. cjson.encode(entry.names) .. ',"followers":' .. followers .. '}')
+return 1
+"""
+
 
 def output_names(effects: Iterable[str]) -> list[str]:
     """Every job also gets the mask its effects were cut with."""
@@ -87,6 +104,7 @@ class ResultCache:
         self.ttl = ttl_seconds
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._detach = client.register_script(_DETACH)
 
     def _cache(self, content_key: str) -> str:
         return f"{self.prefix}:cache:{content_key}"
@@ -133,6 +151,11 @@ class ResultCache:
         keys = [self._inflight(content_key), self._index]
         raw = self._release(keys=keys, args=[leader, f"{content_key}/{leader}"])
         return list(json.loads(_text(raw)))
+
+    def detach(self, content_key: str, leader: str, follower: str) -> bool:
+        """Take ``follower`` off ``leader``'s list (it was canceled); False if it was not on
+        it (the leader has handed its followers over already)."""
+        return bool(self._detach(keys=[self._inflight(content_key)], args=[leader, follower]))
 
     def claims_older_than(self, seconds: float) -> list[tuple[str, str]]:
         """``(content key, leader job id)`` of claims made more than ``seconds`` ago."""

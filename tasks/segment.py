@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
@@ -11,6 +12,8 @@ from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 
 from storage.heartbeats import Heartbeats
+from tasks import metrics
+from tasks.cost import CostMeter
 from tasks.resources import StorageResources
 from tasks.run_jobs import JobRunner
 
@@ -41,17 +44,19 @@ class SegmentTask(StorageResources, Batches):
         settings = WorkerSettings.from_env()
         segmenter, seconds = load_segmenter(settings)
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
+        metrics.record_cold_start("load", seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
-        return JobRunner(self.dispatcher, Pipeline(segmenter, pool))
+        return JobRunner(self.dispatcher, Pipeline(segmenter, pool), cost=CostMeter.from_env())
 
 
 @shared_task(base=SegmentTask, bind=True, name="cutout.segment")
 def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
     job_ids = [request.args[0] for request in requests]
+    batch_id = uuid.uuid4().hex[:12]
     try:
-        statuses = self.runner.run(job_ids)
+        statuses = self.runner.run(job_ids, batch_id=batch_id)
     except Exception as exc:
-        log.exception("batch of %d jobs failed", len(job_ids))
+        log.exception("batch of %d jobs failed", len(job_ids), extra={"batch_id": batch_id})
         for job_id in job_ids:
             self.runner.fail(job_id, "internal_error", f"the worker failed: {exc}")
         statuses = {job_id: "failed" for job_id in job_ids}

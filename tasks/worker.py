@@ -8,14 +8,16 @@ before it takes a job, and announces itself through a heartbeat that ``/readyz``
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
+import time
 from typing import Any
 
 from celery import signals
 
 from storage import StorageConfigError, StorageSettings, open_store
-from tasks import received  # noqa: F401  (registers the `cutout_received` inspect command)
+from tasks import logs, metrics_dir, received  # noqa: F401  (received: `inspect cutout_received`)
 from tasks.app import create_celery
 
 app = create_celery()
@@ -25,6 +27,20 @@ _stop = threading.Event()
 
 def _consumes_gpu(worker: Any) -> bool:
     return "gpu" in worker.app.amqp.queues.consume_from
+
+
+@signals.import_modules.connect
+def _empty_metrics_dir(sender: Any = None, **_: Any) -> None:
+    # Before the task modules define the metrics. Only a configured directory: the celery
+    # command has imported prometheus_client already, too late to make one (metrics_dir.py).
+    if os.environ.get(metrics_dir.ENV):
+        metrics_dir.prepare(os.environ)
+
+
+@signals.setup_logging.connect
+def _json_logs(loglevel: Any = None, **_: Any) -> None:
+    # Connected, so Celery leaves the root logger to us: JSON lines like the API's.
+    logs.configure(logs.log_level(default=loglevel or "INFO"))
 
 
 @signals.worker_init.connect
@@ -38,12 +54,23 @@ def _check_storage(sender: Any = None, **_: Any) -> None:
 
 
 @signals.worker_init.connect
+def _serve_metrics(sender: Any = None, **_: Any) -> None:
+    from tasks.exposition import ExporterSettings, serve_worker_metrics
+
+    serve_worker_metrics(ExporterSettings.from_env())
+
+
+@signals.worker_init.connect
 def _warm_model(sender: Any = None, **_: Any) -> None:
     if sender is None or not _consumes_gpu(sender):
         return
+    from tasks import metrics
     from tasks.segment import segment
 
-    segment.runner.pipeline.segmenter.warm_up()
+    segmenter = segment.runner.pipeline.segmenter  # loads the model (timed as "load")
+    start = time.perf_counter()
+    segmenter.warm_up()
+    metrics.record_cold_start("warm_up", time.perf_counter() - start)
 
 
 @signals.worker_ready.connect
@@ -65,6 +92,17 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
             _stop.wait(5.0)
 
     threading.Thread(target=beat, name="cutout-heartbeat", daemon=True).start()
+    _record_ready()
+
+
+def _record_ready() -> None:
+    import psutil
+
+    from tasks import metrics
+
+    total = time.time() - psutil.Process().create_time()
+    metrics.record_cold_start("total", total)
+    log.info("ready for jobs %.2fs after the process started", total, extra={"stage": "ready"})
 
 
 @signals.worker_shutdown.connect

@@ -8,12 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +124,9 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
         "CUTOUT_MODEL_DIR": str(model_dir()),
         "CUTOUT_KEY_PREFIX": "cutout",
         "PYTHONUNBUFFERED": "1",
+        "CUTOUT_AUTH": "off",
+        # A worker's own metrics port: a free one, so parallel test runs never collide.
+        "CUTOUT_METRICS_PORT": str(free_port()),
         **extra,
     }
 
@@ -134,6 +139,8 @@ def start_worker(
         "--queues", queue, "--pool", "threads", "--concurrency", "1",
         "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
+    # Multiprocess metrics as in compose, in a directory of this worker's own.
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(logs / f"{name}-metrics"), **env}
     return _spawn(args, env, logs / f"{name}.log")
 
 
@@ -160,10 +167,13 @@ def run_stack(
     redis.Redis.from_url(redis_url).flushdb()
     files, logs = base / "files", base / "logs"
     logs.mkdir()
-    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", **extra_env)
+    env = stack_env(
+        redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", CUTOUT_COST_PER_HOUR="2.5", **extra_env
+    )
     processes = [start_worker(env, logs)]
     if housekeeping:  # the io queue's worker, and beat sending it the periodic cleanup
-        processes.append(start_worker(env, logs, "io", queue="io"))
+        io_env = {**env, "CUTOUT_METRICS_PORT": str(free_port())}
+        processes.append(start_worker(io_env, logs, "io", queue="io"))
         beat = [sys.executable, "-m", "celery", "-A", "tasks.worker", "beat",
                 "--schedule", str(logs / "beat-schedule"), "--loglevel", "INFO"]  # fmt: skip
         processes.append(_spawn(beat, env, logs / "beat.log"))
@@ -181,10 +191,15 @@ def run_stack(
 
 @pytest.fixture(scope="module")
 def stack(
-    redis_url: str, weights: Path, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    redis_url: str,
+    weights: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    """The service on local storage."""
-    with run_stack(redis_url, tmp_path_factory.mktemp("stack")) as running:
+    """The service on local storage. A test module may set more environment for its
+    processes in a ``STACK_ENV`` dict."""
+    more_env = getattr(request.module, "STACK_ENV", {})
+    with run_stack(redis_url, tmp_path_factory.mktemp("stack"), **more_env) as running:
         yield running
 
 
@@ -258,6 +273,22 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
         _stop(proc)
 
 
+@pytest.fixture(scope="module")
+def io_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker on the io queue (webhooks), with the stack's environment."""
+    args = [
+        sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
+        "--queues", "io", "--pool", "threads", "--concurrency", "4",
+        "--hostname", "io@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+    proc = _spawn(args, stack.env, stack.logs / "io.log")
+    try:
+        wait_until(lambda: b"ready." in (stack.logs / "io.log").read_bytes(), 60, "the io worker")
+        yield proc
+    finally:
+        _stop(proc)
+
+
 def _listening(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
@@ -273,3 +304,74 @@ def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
         return open_store(StorageSettings(local_dir=tmp_path / "files"))
     server: S3Server = request.getfixturevalue("s3_server")
     return open_store(server.settings(server.new_bucket()))
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class WebhookReceiver:
+    """A real HTTP server on loopback. Each path answers its scripted replies in turn
+    (``(status, headers)``), then 200; every request and connection is recorded."""
+
+    server: ThreadingHTTPServer
+    script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    requests: list[Received] = field(default_factory=list)
+    connections: int = 0
+    delay: float = 0.0  # seconds to wait before answering (to make the sender time out)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer(self, path: str, *replies: tuple[int, dict[str, str]]) -> str:
+        self.script[path] = list(replies)
+        return self.url(path)
+
+    def received(self, path: str) -> list[Received]:
+        return [r for r in self.requests if r.path == path]
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the name http.server calls)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with lock:
+                receiver.requests.append(Received(self.path, dict(self.headers), body, time.time()))
+                replies = receiver.script.get(self.path) or []
+                status, headers = replies.pop(0) if replies else (200, {})
+            time.sleep(receiver.delay)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+        def verify_request(self, request, client_address) -> bool:  # type: ignore[no-untyped-def]
+            with lock:
+                receiver.connections += 1
+            return True
+
+    receiver = WebhookReceiver(Server(("127.0.0.1", 0), Handler))
+    thread = threading.Thread(target=receiver.server.serve_forever, daemon=True)
+    thread.start()
+    yield receiver
+    receiver.server.shutdown()
+    receiver.server.server_close()

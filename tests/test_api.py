@@ -13,6 +13,7 @@ from PIL import Image
 
 from api import create_app
 from storage.settings import StorageSettings
+from tests.prom import Samples, parse, value
 from tests.test_imageio import png_header_only
 
 
@@ -189,14 +190,26 @@ def _finish_as_a_worker(client: FlaskClient, job_id: str, names: list[str]) -> N
     svc.dispatcher.finish(job_id, outputs)
 
 
-def _metrics(client: FlaskClient) -> dict[str, int]:
-    return client.application.extensions["cutout"].metrics.read()  # type: ignore[no-any-return]
+def _scrape(client: FlaskClient) -> Samples:
+    """``/metrics`` as this process exposes it (counters are per process: compare deltas)."""
+    return parse(client.get("/metrics").get_data(as_text=True))
+
+
+def _moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
+
+
+def _cache_moves(before: Samples, after: Samples) -> tuple[float, float, float]:
+    """How far (hits, misses, in-flight joins) moved."""
+    names = ("cache_hits_total", "cache_misses_total", "cache_inflight_joins_total")
+    return tuple(_moved(before, after, n) for n in names)  # type: ignore[return-value]
 
 
 def test_a_cached_photo_is_answered_at_once(
     client: FlaskClient, queued: list[str], tmp_path: Path
 ) -> None:
     photo = _jpeg()
+    before = _scrape(client)
     first = _post(client, photo, effects="color,popart", format="png")
     assert first.status_code == 202 and first.get_json()["cache"] == "miss"
     _finish_as_a_worker(client, first.get_json()["id"], ["color", "popart", "mask"])
@@ -211,11 +224,12 @@ def test_a_cached_photo_is_answered_at_once(
         assert client.get(again.headers["Location"]).get_json()["status"] == "succeeded"
     assert queued == [first.get_json()["id"]], "a hit never reaches the queue"
     assert [p.name for p in (tmp_path / "files" / "staging").iterdir()] == []
-    assert _metrics(client) == {
-        "cache_hits_total": 2,
-        "cache_misses_total": 1,
-        "cache_inflight_joins_total": 0,
-    }
+    after = _scrape(client)
+    assert _cache_moves(before, after) == (2, 1, 0)
+    # Each hit is a job that ended at once (counted by the job store's hook), never queued.
+    assert _moved(before, after, "jobs_total", status="queued") == 1
+    assert _moved(before, after, "jobs_total", status="succeeded") == 3
+    assert _moved(before, after, "job_duration_seconds_count", outcome="succeeded") == 3
 
 
 def test_other_options_are_another_content_key(client: FlaskClient, queued: list[str]) -> None:
@@ -231,6 +245,7 @@ def test_an_identical_upload_joins_the_job_in_flight(
     client: FlaskClient, queued: list[str]
 ) -> None:
     photo = _jpeg()
+    before = _scrape(client)
     leader = _post(client, photo).get_json()
     follower = _post(client, photo, effects="dithering")
     assert follower.status_code == 202 and follower.get_json()["cache"] == "joined"
@@ -238,7 +253,10 @@ def test_an_identical_upload_joins_the_job_in_flight(
     _finish_as_a_worker(client, leader["id"], ALL_OUTPUTS)
     done = client.get(follower.headers["Location"]).get_json()
     assert done["status"] == "succeeded" and list(done["outputs"]) == ["dithering", "mask"]
-    assert _metrics(client)["cache_inflight_joins_total"] == 1
+    after = _scrape(client)
+    assert _cache_moves(before, after) == (0, 1, 1)
+    assert _moved(before, after, "jobs_total", status="queued") == 2
+    assert _moved(before, after, "jobs_total", status="succeeded") == 2
 
 
 def test_only_the_missing_effects_are_queued(client: FlaskClient, queued: list[str]) -> None:

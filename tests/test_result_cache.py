@@ -13,7 +13,6 @@ import pytest
 import redis
 
 from storage import ObjectStore, StorageSettings, open_store
-from storage.cache_metrics import CacheMetrics
 from storage.cleanup import remove_stale_staging
 from storage.dispatch import Dispatcher
 from storage.jobs import JobStore, ending, now_iso
@@ -80,6 +79,18 @@ def test_identical_claims_at_once_elect_one_leader(cache: ResultCache) -> None:
     assert sorted(outcomes) == ["follow"] * 7 + ["lead"]
 
 
+def test_a_canceled_follower_is_detached(cache: ResultCache) -> None:
+    cache.claim("k5", "job-a", ALL)
+    for follower in ("job-b", "job-c", "job-d"):
+        assert cache.claim("k5", follower, ALL).leader == "job-a"
+    assert cache.detach("k5", "job-a", "job-c")
+    assert not cache.detach("k5", "job-a", "job-c"), "detached once"
+    assert cache.detach("k5", "job-a", "job-b") and cache.detach("k5", "job-a", "job-d")
+    assert cache.claim("k5", "job-e", ALL).leader == "job-a", "the emptied entry still leads"
+    assert cache.release("k5", "job-a") == ["job-e"]
+    assert not cache.detach("k5", "job-a", "job-e"), "after the hand-over there is no list"
+
+
 def test_old_claims_are_listed_for_the_sweeper(cache: ResultCache) -> None:
     cache.claim("k4", "job-a", ALL)
     assert cache.claims_older_than(3600) == []
@@ -87,20 +98,6 @@ def test_old_claims_are_listed_for_the_sweeper(cache: ResultCache) -> None:
     assert cache.claims_older_than(0.01) == [("k4", "job-a")]
     cache.release("k4", "job-a")
     assert cache.claims_older_than(0) == []
-
-
-def test_metrics_count_by_name(redis_client: redis.Redis) -> None:
-    metrics = CacheMetrics(redis_client)
-    metrics.count("cache_hits_total")
-    metrics.count("cache_hits_total")
-    metrics.count("cache_inflight_joins_total")
-    assert metrics.read() == {
-        "cache_hits_total": 2,
-        "cache_misses_total": 0,
-        "cache_inflight_joins_total": 1,
-    }
-    with pytest.raises(KeyError):
-        metrics.count("cache_hit")
 
 
 # --- the dispatcher: how attached jobs end ---------------------------------------------------
@@ -196,9 +193,8 @@ def test_followers_of_a_leader_that_did_not_deliver_run_on_their_own(
 ) -> None:
     leader = submit(dispatcher, "k", ["color"])
     followers = [submit(dispatcher, "k", ["color"]) for _ in range(3)]
-    if end == "canceled":  # as a cancel does it; the worker then skips and settles the job
-        dispatcher.jobs.update(leader["id"], ending("canceled"))
-        dispatcher.settle(dispatcher.jobs.get(leader["id"]))  # type: ignore[arg-type]
+    if end == "canceled":  # as DELETE does it (the worker later skips and settles it again)
+        dispatcher.canceled(dispatcher.jobs.update(leader["id"], ending("canceled")))  # type: ignore[arg-type]
     else:
         dispatcher.fail(leader["id"], end, "the bucket is down")
     # The first follower leads now; the other two follow it; none was lost or failed.
@@ -250,3 +246,30 @@ def test_stale_staged_inputs_are_removed(
     assert remove_stale_staging(object_store, jobs, grace_seconds=600, now=later) == 2
     assert [o.key for o in object_store.iter_objects("staging/")] == ["staging/queued1"]
     assert object_store.exists("results/k/mask.png")
+
+
+def test_every_way_a_job_ends_runs_the_hook_once(
+    redis_client: redis.Redis, cache: ResultCache, tmp_path: Path, queue: Queue
+) -> None:
+    """The job store's ``on_terminal`` hook (webhook, metrics) runs once per job, whether a
+    worker, a hand-over, a hit, a cancel or a refused enqueue ended it."""
+    ended: list[str] = []
+    jobs = JobStore(redis_client, ttl_seconds=60, on_terminal=lambda r: ended.append(r["id"]))
+    store = open_store(StorageSettings(local_dir=tmp_path / "files"))
+    dispatcher = Dispatcher(jobs, cache, store, queue)
+    leader = submit(dispatcher, "k", ["color"])
+    followers = [submit(dispatcher, "k", ["color"]) for _ in range(3)]
+    canceled = jobs.update(followers[2]["id"], ending("canceled"))
+    dispatcher.canceled(canceled)  # type: ignore[arg-type]
+    dispatcher.fail(leader["id"], "storage_error", "the bucket is down")  # hands over
+    dispatcher.fail(leader["id"], "storage_error", "again")  # already ended: nothing
+    compute(dispatcher, jobs.get(followers[0]["id"]))  # type: ignore[arg-type]
+    hit = submit(dispatcher, "k", ["color"])
+    bad = submit(dispatcher, "k2", ["color"])
+    dispatcher.fail(bad["id"], "invalid_image", "cannot decode")
+    queue.broken = True
+    with pytest.raises(ConnectionError):
+        submit(dispatcher, "k3", ["color"])
+    assert ended[:6] == [followers[2]["id"], leader["id"], followers[0]["id"],
+                         followers[1]["id"], hit["id"], bad["id"]]  # fmt: skip
+    assert len(ended) == 7 and jobs.get(ended[6])["error"]["code"] == "enqueue_failed"  # type: ignore[index]

@@ -17,13 +17,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
-import redis
 import requests
 from celery import Celery
 
 from storage.base import IMMUTABLE_CACHE_CONTROL
-from storage.cache_metrics import CacheMetrics
 from tests.conftest import S3Server, Stack, run_stack, wait_until
+from tests.prom import scrape, value
 from tests.test_service_e2e import check_outputs, fetch_image, poll, submit
 
 pytestmark = pytest.mark.slow
@@ -105,6 +104,7 @@ def test_a_repeated_upload_is_a_hit_that_never_reaches_the_worker(
     before = processed(s3_stack)
     first = submit(s3_stack, photos["astronaut"], **ASTRONAUT, effects="color,popart")
     first_job = poll(s3_stack, first.headers["Location"])
+    counts = scrape(f"{s3_stack.api_url}/metrics")
     for effects in ("color,popart", "popart"):
         response = submit(s3_stack, photos["astronaut"], **ASTRONAUT, effects=effects)
         assert response.status_code == 200, response.text
@@ -113,6 +113,14 @@ def test_a_repeated_upload_is_a_hit_that_never_reaches_the_worker(
         assert keys(job) == {n: keys(first_job)[n] for n in [*effects.split(","), "mask"]}
         assert requests.get(job["outputs"]["popart"]["url"], timeout=10).status_code == 200
     assert processed(s3_stack) == before, "no message reached the worker"
+    after = scrape(f"{s3_stack.api_url}/metrics")
+    for name, labels, moved in [
+        ("cache_hits_total", {}, 2),
+        ("cache_misses_total", {}, 0),
+        ("jobs_total", {"status": "succeeded"}, 2),  # the API ended them: its hook counted
+        ("jobs_total", {"status": "queued"}, 0),
+    ]:
+        assert (value(after, name, **labels) or 0) - (value(counts, name, **labels) or 0) == moved
 
 
 def test_a_new_effect_computes_only_that_one(s3_stack: Stack, photos: dict[str, bytes]) -> None:
@@ -131,8 +139,8 @@ def test_a_new_effect_computes_only_that_one(s3_stack: Stack, photos: dict[str, 
 def test_identical_concurrent_uploads_compute_once(
     s3_stack: Stack, photos: dict[str, bytes]
 ) -> None:
-    metrics = CacheMetrics(redis.Redis.from_url(s3_stack.redis_url))
-    counts = metrics.read()
+    metrics = f"{s3_stack.api_url}/metrics"  # summed over the gunicorn workers
+    counts = scrape(metrics)
     before = processed(s3_stack)
     with ThreadPoolExecutor(3) as pool:
         responses = list(
@@ -143,9 +151,9 @@ def test_identical_concurrent_uploads_compute_once(
     assert [j["status"] for j in jobs] == ["succeeded"] * 3
     assert keys(jobs[0]) == keys(jobs[1]) == keys(jobs[2])
     assert processed(s3_stack) == before + 1, "three uploads, one computation"
-    after = metrics.read()
-    assert after["cache_misses_total"] - counts["cache_misses_total"] == 1
-    assert after["cache_inflight_joins_total"] - counts["cache_inflight_joins_total"] == 2
+    after = scrape(metrics)
+    for name, moved in [("cache_misses_total", 1), ("cache_inflight_joins_total", 2)]:
+        assert (value(after, name) or 0) - (value(counts, name) or 0) == moved, name
 
 
 def test_beat_and_the_io_worker_sweep_stale_staging(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
+import json
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,9 @@ from PIL import Image
 
 from storage.redis_server import free_port
 from tests.conftest import Stack, _spawn, _stop, wait_until
+from tests.hostile_corpus import corrupt_png
+from tests.prom import Samples, names, scrape, value
+from workers.gpu_stats import read_gpus
 from workers.imageio import decode
 
 pytestmark = pytest.mark.slow
@@ -94,7 +98,7 @@ def test_three_photos_end_to_end(stack: Stack, photos: dict[str, bytes]) -> None
 
 def test_a_corrupt_image_fails_alone_in_its_batch(stack: Stack, photos: dict[str, bytes]) -> None:
     good = photos["chelsea"]
-    corrupt = good[: len(good) // 4]  # a real JPEG header, then nothing
+    corrupt = corrupt_png()  # passes every check at submit, fails to decode on the worker
     payloads = [good, corrupt, photos["coffee"]]
     with ThreadPoolExecutor(3) as pool:  # at once, so they share a batch
         responses = list(
@@ -131,25 +135,121 @@ def test_ready_when_a_warm_gpu_worker_is_up(stack: Stack) -> None:
     assert response.json()["checks"]["gpu_workers"] >= 1
 
 
-def test_flower_lists_the_worker(stack: Stack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, tmp_path: Path) -> None:
     port = free_port()
-    env = {**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"}
-    args = [sys.executable, "-m", "celery", "-A", "tasks.worker", "flower",
-            "--address=127.0.0.1", f"--port={port}"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "tasks.flower", "--address=127.0.0.1", f"--port={port}"]
+    env = {**stack.env, "FLOWER_BASIC_AUTH": "ops:s3cret"}
     flower = _spawn(args, env, tmp_path / "flower.log")
     try:
+        wait_until(lambda: _status(f"{url}/healthcheck") == 200, 60, "Flower to start")
+        assert _status(f"{url}/") == 401
+        assert _status(f"{url}/api/workers") == 401
+        assert _status(f"{url}/api/workers", auth=("ops", "wrong")) == 401
 
         def listed() -> bool:
-            try:
-                workers = requests.get(
-                    f"http://127.0.0.1:{port}/api/workers?refresh=1", timeout=10
-                ).json()
-            except (requests.RequestException, ValueError):
-                return False
-            return any(name.startswith("gpu@") for name in workers)
+            response = requests.get(
+                f"{url}/api/workers?refresh=1", auth=("ops", "s3cret"), timeout=10
+            )
+            return response.ok and any(name.startswith("gpu@") for name in response.json())
 
         wait_until(listed, 60, "Flower to list the gpu worker", interval=1)
     finally:
         _stop(flower)
-    assert os.path.exists(tmp_path / "flower.log")
-    assert subprocess is not None
+
+
+def _status(url: str, auth: tuple[str, str] | None = None) -> int | None:
+    try:
+        return requests.get(url, auth=auth, timeout=10).status_code
+    except requests.RequestException:
+        return None
+
+
+# Every series the plan lists, and the process that exposes it. GPU series are absent on a
+# machine without an NVIDIA driver (this one) rather than faked; see test_metrics.py for them.
+API_SERIES = {"request_duration_seconds_count", "jobs_total", "errors_total", "queue_depth",
+              "queue_oldest_age_seconds", "cache_hits_total", "cache_misses_total",
+              "cache_inflight_joins_total", "webhook_deliveries_total"}  # fmt: skip
+WORKER_SERIES = {"cold_start_duration_seconds", "job_duration_seconds_count",
+                 "model_inference_seconds_count", "effect_processing_seconds_count",
+                 "encode_seconds_count", "batch_size_count", "jobs_total", "errors_total",
+                 "cost_per_1k_images"}  # fmt: skip
+
+
+def test_a_job_moves_the_metrics_and_logs_each_stage(
+    stack: Stack, photos: dict[str, bytes]
+) -> None:
+    api_url = f"{stack.api_url}/metrics"
+    worker_url = f"http://127.0.0.1:{stack.env['CUTOUT_METRICS_PORT']}/metrics"
+    api_before, worker_before = scrape(api_url), scrape(worker_url)
+
+    response = submit(stack, photos["chelsea"], effects="color,popart", max_size="256")
+    location = response.headers["Location"]
+    polls = 0
+    while True:  # many requests, so both gunicorn workers answer some
+        polls += 1
+        job = requests.get(f"{stack.api_url}{location}", timeout=10).json()
+        if job["status"] not in ("queued", "processing") or polls >= 900:
+            break
+        time.sleep(0.2)
+    assert job["status"] == "succeeded", job
+
+    def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+        return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
+
+    api = scrape(api_url)
+
+    # The batch is recorded last, just after the job's record says it succeeded.
+    def batch_recorded() -> Samples | None:
+        samples = scrape(worker_url)
+        return samples if moved(worker_before, samples, "images_processed_total") else None
+
+    worker: Samples = wait_until(batch_recorded, 10, "the worker to record the batch")
+
+    assert API_SERIES <= names(api), API_SERIES - names(api)
+    assert WORKER_SERIES <= names(worker), WORKER_SERIES - names(worker)
+    # The gunicorn workers' counts add up: every poll is counted whichever process answered.
+    get_job = {"endpoint": "jobs.get_job", "status": "200"}
+    assert moved(api_before, api, "request_duration_seconds_count", **get_job) == polls
+    assert moved(api_before, api, "jobs_total", status="queued") == 1
+    assert value(api, "queue_depth", queue="gpu") is not None
+
+    for name, labels in [
+        ("jobs_total", {"status": "succeeded"}),
+        ("job_duration_seconds_count", {"outcome": "succeeded"}),
+        ("model_inference_seconds_count", {"engine": "eager"}),
+        ("batch_size_count", {}),
+        ("decode_seconds_count", {}),
+        ("effect_processing_seconds_count", {}),
+        ("encode_seconds_count", {}),
+        ("store_seconds_count", {}),
+        ("images_processed_total", {}),
+    ]:
+        assert moved(worker_before, worker, name, **labels) == 1, name
+    assert moved(worker_before, worker, "worker_busy_seconds_total") > 0
+    assert value(worker, "cold_start_duration_seconds", phase="total") > 0  # type: ignore[operator]
+    assert value(worker, "cost_per_1k_images", basis="busy") > 0  # type: ignore[operator]
+    if not read_gpus():
+        assert not {n for n in names(worker) if n.startswith("gpu_")}
+    check_stage_logs(stack, job)
+
+
+def check_stage_logs(stack: Stack, job: dict[str, Any]) -> None:
+    """The worker wrote one JSON line per stage of the job, tied to its batch."""
+
+    def logged() -> list[dict[str, Any]] | None:
+        lines = [
+            json.loads(line)
+            for line in (stack.logs / "gpu.log").read_text().splitlines()
+            if line.startswith("{")
+        ]
+        return lines if any(e.get("stage") == "batch" for e in lines) else None
+
+    lines: list[dict[str, Any]] = wait_until(logged, 10, "the worker's batch line")
+    stages = {entry["stage"]: entry for entry in lines if entry.get("job_id") == job["id"]}
+    assert {"started", "processed", "succeeded"} <= set(stages)
+    batch_id = stages["processed"]["batch_id"]
+    assert batch_id and stages["succeeded"]["batch_id"] == batch_id
+    assert stages["processed"]["timings"]["inference_ms"] > 0
+    assert stages["succeeded"]["timings"]["total_ms"] == job["timings"]["total_ms"]
+    assert any(e.get("stage") == "batch" and e["batch_id"] == batch_id for e in lines)

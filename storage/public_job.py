@@ -1,0 +1,57 @@
+"""The public shape of a job record: storage keys become URLs, internals stay inside.
+
+Shared by the API (answers) and the webhook sender (payloads), so both show the same job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage.base import ObjectStore
+
+PUBLIC_FIELDS = (
+    "id",
+    "status",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "options",
+    "model",
+    "batch_size",
+    "cache",  # hit | joined | miss | partial: how the result cache served the job
+    "computed",  # the outputs this job's worker computed (the rest came from the cache)
+    "error",
+)
+# Delivery state of the job's webhook; its lease ("claim") is internal.
+WEBHOOK_FIELDS = (
+    "url",
+    "state",
+    "attempts",
+    "last_status",
+    "last_error",
+    "delivered_at",
+    "next_attempt_at",
+    "history",
+)
+
+
+def absolute(url: str, base_url: str) -> str:
+    return base_url.rstrip("/") + url if url.startswith("/") else url
+
+
+def public_job(record: dict[str, Any], store: ObjectStore, base_url: str) -> dict[str, Any]:
+    """The job as clients see it; relative storage URLs are made absolute on ``base_url``."""
+    body = {field: record.get(field) for field in PUBLIC_FIELDS}
+    body["outputs"] = {
+        name: {
+            "url": absolute(store.url(out["key"]), base_url),
+            "content_type": out["content_type"],
+            "width": out["width"],
+            "height": out["height"],
+        }
+        for name, out in (record.get("outputs") or {}).items()
+    }
+    body["timings"] = record.get("timings") or {}
+    if record.get("webhook"):
+        body["webhook"] = {field: record["webhook"].get(field) for field in WEBHOOK_FIELDS}
+    return body

@@ -1,0 +1,138 @@
+"""Webhook settings, the delivery state kept on a job, and Standard Webhooks signatures.
+
+Shared by the API (which validates ``webhook_url`` at submit) and the ``io`` worker (which
+delivers). Secrets are ``whsec_`` + base64 of at least 24 random bytes; every configured
+secret signs each message, so a receiver can rotate without losing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from storage.jobs import OnTerminal, Record
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+SECRET_PREFIX = "whsec_"
+MIN_SECRET_BYTES = 24
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    secrets: tuple[str, ...] = ()
+    # Non-public networks a webhook may still reach (say, a receiver inside the same VPC).
+    allow: tuple[Network, ...] = ()
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    # Backoff: base * factor**(n-1) with jitter, capped below the broker's visibility
+    # timeout (so a waiting retry is never redelivered twice), for retry_for seconds.
+    retry_base: float = 5.0
+    retry_factor: float = 4.0
+    retry_max_delay: float = 3000.0
+    retry_for: float = 24 * 3600.0
+    public_url: str = "http://127.0.0.1:8000"  # base of relative links in payloads
+
+    def __post_init__(self) -> None:
+        for secret in self.secrets:
+            secret_key(secret)  # refuse a malformed secret at start-up, not at the first send
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secrets)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> WebhookSettings:
+        env = dict(os.environ if env is None else env)
+        default = cls()
+
+        def number(name: str, value: float) -> float:
+            return float(env.get(name, value))
+
+        return cls(
+            secrets=tuple(env.get("CUTOUT_WEBHOOK_SECRETS", "").replace(",", " ").split()),
+            allow=parse_networks(env.get("CUTOUT_WEBHOOK_ALLOWLIST", "")),
+            connect_timeout=number("CUTOUT_WEBHOOK_CONNECT_TIMEOUT", default.connect_timeout),
+            read_timeout=number("CUTOUT_WEBHOOK_TIMEOUT", default.read_timeout),
+            retry_base=number("CUTOUT_WEBHOOK_RETRY_BASE", default.retry_base),
+            retry_max_delay=number("CUTOUT_WEBHOOK_RETRY_MAX_DELAY", default.retry_max_delay),
+            retry_for=number("CUTOUT_WEBHOOK_RETRY_FOR", default.retry_for),
+            public_url=env.get("CUTOUT_PUBLIC_URL", default.public_url),
+        )
+
+
+def parse_networks(spec: str) -> tuple[Network, ...]:
+    """``"127.0.0.1/32, 10.1.0.0/16"`` → networks; a bare address is its own /32 or /128."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False)
+        for part in spec.replace(",", " ").split()
+        if part.strip()
+    )
+
+
+def secret_key(secret: str) -> bytes:
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"a webhook secret must start with {SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"a webhook secret must be {SECRET_PREFIX} + base64") from exc
+    if len(key) < MIN_SECRET_BYTES:
+        raise ValueError(f"a webhook secret must hold at least {MIN_SECRET_BYTES} bytes")
+    return key
+
+
+def signature(secrets: tuple[str, ...], msg_id: str, timestamp: int, body: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` per secret, space separated."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return " ".join(
+        "v1," + base64.b64encode(hmac.new(secret_key(s), signed, hashlib.sha256).digest()).decode()
+        for s in secrets
+    )
+
+
+def signed_headers(
+    secrets: tuple[str, ...], msg_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature(secrets, msg_id, timestamp, body),
+    }
+
+
+def message_id(job_id: str) -> str:
+    """One message per job (its terminal event), the same for every attempt."""
+    return f"msg_{job_id}"
+
+
+def new_webhook(url: str) -> dict[str, Any]:
+    """The delivery state a job starts with when it asks for a webhook."""
+    return {
+        "url": url,
+        "state": "pending",  # pending | retrying | delivered | failed | gone
+        "attempts": 0,
+        "last_status": None,
+        "last_error": None,
+        "delivered_at": None,
+        "next_attempt_at": None,
+        "history": [],
+    }
+
+
+def webhook_trigger(send: Callable[[str], None]) -> OnTerminal:
+    """A ``JobStore.on_terminal`` hook that queues the first delivery of jobs that want one."""
+
+    def on_terminal(record: Record) -> None:
+        if record.get("webhook"):
+            send(record["id"])
+
+    return on_terminal

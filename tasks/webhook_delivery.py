@@ -1,0 +1,193 @@
+"""Delivering a job's webhook, one attempt at a time. No Celery here: the task asks for an
+attempt and gets back how long to wait before the next one (or None when it is over).
+
+Status handling follows Standard Webhooks: 2xx delivered; timeouts, connection errors, 5xx
+and 429 retried with exponential backoff and jitter (a ``Retry-After`` is honoured) until
+``retry_for`` runs out; 410 stops for good; 3xx is a failure and is never followed; any
+other answer is a failure. Every attempt is recorded on the job.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.base import ObjectStore
+from storage.jobs import TERMINAL, JobStore, Record, now_iso
+from storage.outbound import (
+    ForbiddenTarget,
+    InvalidTarget,
+    Reply,
+    Resolver,
+    check_target,
+    post,
+    system_resolve,
+)
+from storage.public_job import public_job
+from storage.webhooks import WebhookSettings, message_id, signed_headers
+
+log = logging.getLogger("cutout.webhooks")
+HISTORY = 20  # attempts kept on the job
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: str  # delivered | retrying | failed | gone
+    retry_in: float | None = None
+    note: str | None = None
+
+
+def _iso(epoch: float) -> str:
+    return (
+        datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def payload(record: Record, store: ObjectStore, base_url: str) -> bytes:
+    """The event: the public job (links, never image bytes), without its delivery state."""
+    data = public_job(record, store, base_url)
+    data.pop("webhook", None)
+    event = {"type": f"job.{record['status']}", "timestamp": record["completed_at"], "data": data}
+    return json.dumps(event, separators=(",", ":")).encode()
+
+
+def backoff(attempt: int, settings: WebhookSettings, rng: random.Random) -> float:
+    """Exponential, capped, with "equal jitter": half fixed, half random."""
+    delay = min(
+        settings.retry_base * settings.retry_factor ** (attempt - 1), settings.retry_max_delay
+    )
+    return delay / 2 + rng.uniform(0, delay / 2)
+
+
+def judge(
+    reply: Reply, attempt: int, elapsed: float, settings: WebhookSettings, rng: random.Random
+) -> Verdict:
+    status = reply.status
+    if status is not None and 200 <= status < 300:
+        return Verdict("delivered")
+    if status == 410:
+        return Verdict("gone", note="the receiver answered 410 Gone; no more attempts")
+    if status is not None and 300 <= status < 400:
+        return Verdict("failed", note="redirects are not followed; update the webhook URL")
+    if status is not None and status != 429 and status < 500:
+        return Verdict("failed", note=f"the receiver refused the webhook ({status})")
+    delay = max(backoff(attempt, settings, rng), reply.retry_after or 0.0)
+    if elapsed + delay > settings.retry_for:
+        return Verdict("failed", note=f"gave up after {attempt} attempts")
+    return Verdict("retrying", retry_in=delay)
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        jobs: JobStore,
+        store: ObjectStore,
+        settings: WebhookSettings,
+        resolve: Resolver = system_resolve,
+        rng: random.Random | None = None,
+        on_verdict: Callable[[Verdict], None] | None = None,
+    ) -> None:
+        self.jobs = jobs
+        self.store = store
+        self.settings = settings
+        self.resolve = resolve
+        self.rng = rng or random.Random()
+        self.on_verdict = on_verdict  # e.g. a metrics counter, told of every attempt's outcome
+
+    def attempt(self, job_id: str, number: int) -> float | None:
+        """Make delivery attempt ``number``; seconds until the next one, or None when over."""
+        record = self._claim(job_id, number)
+        if record is None:
+            return None
+        hook = record["webhook"]
+        body = payload(record, self.store, self.settings.public_url)
+        started = time.time()
+        headers = signed_headers(self.settings.secrets, message_id(job_id), int(started), body)
+        try:
+            target = check_target(hook["url"], self.settings.allow, self.resolve)
+        except ForbiddenTarget as exc:
+            reply, verdict = Reply(None, None, str(exc)), Verdict("failed", note="refused")
+        except InvalidTarget as exc:  # DNS may come back: retried like a timeout
+            reply = Reply(None, None, str(exc))
+            verdict = judge(
+                reply, number, started - hook["first_attempt_at"], self.settings, self.rng
+            )
+        else:
+            reply = post(
+                target, body, headers, self.settings.connect_timeout, self.settings.read_timeout
+            )
+            verdict = judge(
+                reply, number, started - hook["first_attempt_at"], self.settings, self.rng
+            )
+        self._record(job_id, number, started, reply, verdict)
+        if self.on_verdict is not None:
+            self.on_verdict(verdict)
+        log.info("webhook of job %s, attempt %d: %s (%s)", job_id, number, verdict.state, reply)
+        return verdict.retry_in
+
+    def _claim(self, job_id: str, number: int) -> Record | None:
+        """Take attempt ``number`` unless it was made, or another worker holds it right now
+        (a message the broker delivered twice); None when there is nothing to do."""
+        token = uuid.uuid4().hex
+        now = time.time()
+        lease = self.settings.connect_timeout + self.settings.read_timeout + 30
+
+        def claim(current: Record) -> dict[str, Any] | None:
+            hook = current.get("webhook")
+            if current["status"] not in TERMINAL or not hook:
+                return None
+            if hook["state"] not in ("pending", "retrying") or hook["attempts"] >= number:
+                return None
+            held = hook.get("claim")
+            if held and held["attempt"] >= number and held["until"] > now:
+                return None
+            first = hook.get("first_attempt_at") or now
+            taken = {"attempt": number, "until": now + lease, "token": token}
+            return {"webhook": {**hook, "claim": taken, "first_attempt_at": first}}
+
+        record = self.jobs.update(job_id, claim)
+        hook = (record or {}).get("webhook") or {}
+        if (hook.get("claim") or {}).get("token") != token:
+            return None
+        if number == 1:  # keep the job (the payload) for as long as retries may run
+            self.jobs.keep_for(job_id, int(self.settings.retry_for) + 3600)
+        return record
+
+    def _record(
+        self, job_id: str, number: int, started: float, reply: Reply, verdict: Verdict
+    ) -> None:
+        entry = {
+            "attempt": number,
+            "at": _iso(started),
+            "status": reply.status,
+            "error": reply.error,
+            "ms": round((time.time() - started) * 1000, 2),
+        }
+
+        def apply(current: Record) -> dict[str, Any] | None:
+            hook = current.get("webhook")
+            if not hook:
+                return None
+            next_at = _iso(time.time() + verdict.retry_in) if verdict.retry_in is not None else None
+            return {
+                "webhook": {
+                    **hook,
+                    "state": verdict.state,
+                    "attempts": max(hook["attempts"], number),
+                    "last_status": reply.status,
+                    "last_error": reply.error or verdict.note,
+                    "delivered_at": now_iso() if verdict.state == "delivered" else None,
+                    "next_attempt_at": next_at,
+                    "history": (hook.get("history") or [])[-(HISTORY - 1) :] + [entry],
+                    "claim": None,
+                }
+            }
+
+        self.jobs.update(job_id, apply)

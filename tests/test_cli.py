@@ -1,0 +1,160 @@
+"""The ``cutout`` command line: ``process`` in this process, ``submit`` against the real stack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cutout.cli import main
+from cutout.client import Client
+from storage.redis_server import free_port
+from tests.conftest import ROOT, Stack
+
+
+def _photo_folder(folder: Path, photos: dict[str, bytes]) -> Path:
+    folder.mkdir()
+    (folder / "chelsea.jpg").write_bytes(photos["chelsea"])
+    (folder / "coffee.jpg").write_bytes(photos["coffee"])
+    good = photos["chelsea"]
+    (folder / "broken.jpg").write_bytes(good[: len(good) // 4])  # a JPEG header, then nothing
+    (folder / "notes.txt").write_text("not a photo: ignored")
+    return folder
+
+
+def _check_cutout(effect: Path, mask: Path, long_edge: int) -> None:
+    with Image.open(effect) as img, Image.open(mask) as alpha:
+        assert img.mode == "RGBA" and max(img.size) == long_edge
+        assert alpha.mode == "L" and alpha.size == img.size
+        assert np.array_equal(np.asarray(img)[..., 3], np.asarray(alpha))
+
+
+def test_process_a_folder_with_a_corrupt_photo(
+    tmp_path: Path,
+    photos: dict[str, bytes],
+    weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CUTOUT_MODEL_DIR", str(weights.parent))
+    folder = _photo_folder(tmp_path / "photos", photos)
+    out = tmp_path / "out"
+    args = ["process", str(folder), "--out", str(out), "--effects", "color,popart"]
+    args += ["--max-size", "160", "--mask"]
+
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "3 photos: 2 done, 1 failed" in err
+    assert f"failed: {folder / 'broken.jpg'}: invalid_image: cannot decode" in err
+    expected = {f"{stem}.{name}" for stem in ("chelsea", "coffee") for name in ("color", "popart")}
+    expected |= {"chelsea.mask.png", "coffee.mask.png"}
+    assert {p.name.removesuffix(".webp") for p in out.iterdir()} == expected, "nothing else"
+    _check_cutout(out / "chelsea.popart.webp", out / "chelsea.mask.png", 160)
+
+    # Once the bad photo is gone, a re-run has nothing to do and never loads the model.
+    (folder / "broken.jpg").unlink()
+    before = {p: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "2 photos: 0 done, 2 skipped (outputs exist), 0 failed" in err
+    assert "loading" not in err
+    assert {p: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+def test_process_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["process", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    assert main(["process", str(empty), "--out", str(empty)]) == 2
+    assert main(["process", str(empty), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no such file or folder" in err and "other than the input" in err and "no photos" in err
+    with pytest.raises(SystemExit) as usage:
+        main(["process", str(empty), "--out", str(tmp_path), "--effects", "sepia"])
+    assert usage.value.code == 2
+    assert "unknown effects ['sepia']" in capsys.readouterr().err
+
+
+def test_process_refuses_two_photos_that_share_a_name(
+    tmp_path: Path, photos: dict[str, bytes], capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, out = tmp_path / "photos", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    (folder / "cat.jpg").write_bytes(photos["chelsea"])
+    (folder / "cat.png").write_bytes(photos["chelsea"])
+    (out / "cat.color.webp").write_bytes(b"done before")  # so cat.jpg needs no model
+    assert main(["process", str(folder), "--out", str(out), "--effects", "color"]) == 1
+    err = capsys.readouterr().err
+    assert "2 photos: 0 done, 1 skipped (outputs exist), 1 failed" in err
+    assert f"failed: {folder / 'cat.png'}: its outputs would overwrite those of" in err
+
+
+def test_console_script_module_and_an_unreachable_service(tmp_path: Path) -> None:
+    """The entry points run; ``submit`` reports a dead service, and never imports torch."""
+    script = Path(sys.executable).with_name("cutout")
+    for command in ([str(script), "--help"], [sys.executable, "-m", "cutout", "--help"]):
+        done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "process" in done.stdout and "submit" in done.stdout
+    photo = tmp_path / "a.jpg"
+    photo.write_bytes(b"\xff\xd8\xff")
+    code = "import sys; from cutout.cli import main; rc = main(sys.argv[1:]); "
+    code += "sys.exit(3 if 'torch' in sys.modules else rc)"
+    url = f"http://127.0.0.1:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "submit", str(photo), "--url", url, "--wait"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert f"failed: {photo}: cannot reach the service" in done.stderr
+
+
+@pytest.mark.slow
+def test_submit_and_wait_downloads_the_outputs(
+    stack: Stack, photos: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _photo_folder(tmp_path / "photos", photos)
+    (folder / "fake.jpg").write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    files = [folder / name for name in ("chelsea.jpg", "broken.jpg", "fake.jpg", "coffee.jpg")]
+    out = tmp_path / "out"
+    args = ["submit", *map(str, files), "--url", stack.api_url, "--wait", "--out", str(out)]
+    args += ["--effects", "color,dithering", "--max-size", "128", "--format", "png", "--mask"]
+
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "4 photos: 2 done, 2 failed" in captured.err
+    assert f"failed: {files[1]}: invalid_image: cannot decode" in captured.err
+    assert f"failed: {files[2]}: unsupported_media_type: the file is not a JPEG" in captured.err
+    assert f"{files[0]}\tsucceeded\t3 files in {out}" in captured.out
+    assert sorted(p.name for p in out.iterdir()) == [
+        f"{stem}.{name}"
+        for stem in ("chelsea", "coffee")
+        for name in ("color.png", "dithering.png", "mask.png")
+    ]
+    _check_cutout(out / "coffee.dithering.png", out / "coffee.mask.png", 128)
+
+
+@pytest.mark.slow
+def test_submit_without_wait_prints_each_job(
+    stack: Stack, photos: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photo = tmp_path / "coffee.jpg"
+    photo.write_bytes(photos["coffee"])
+    args = ["submit", str(photo), "--url", stack.api_url, "--effects", "color", "--max-size", "64"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "1 photo: 1 submitted, 0 failed" in captured.err
+    source, status, job_url = captured.out.strip().split("\t")
+    assert (source, status) == (str(photo), "queued")
+    assert job_url.startswith(f"{stack.api_url}/api/v2/jobs/")
+    job = Client(stack.api_url).wait(job_url.rsplit("/", 1)[1], timeout=180)
+    assert job["status"] == "succeeded" and set(job["outputs"]) == {"color", "mask"}

@@ -1,0 +1,188 @@
+"""The demo page at ``/``: served by the app, then used in a real headless chromium.
+
+The browser tests drive Debian's chromium (``make browser`` installs it) through Playwright
+against the real stack: gunicorn, a Celery worker, Redis. A missing browser fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from flask.testing import FlaskClient
+
+from api import create_app
+from cutout.client import ApiError, Client
+from storage.settings import StorageSettings
+from tests.conftest import Stack
+from tests.hostile_corpus import corrupt_png
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+JOB_TIMEOUT_MS = 180_000
+
+
+@pytest.fixture
+def client(redis_url: str, tmp_path: Path) -> Iterator[FlaskClient]:
+    settings = StorageSettings(local_dir=tmp_path / "files", redis_url=redis_url)
+    app = create_app({"STORAGE": settings, "ENQUEUE": lambda job_id: None})
+    with app.test_client() as c:
+        yield c
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [value for name, value in attrs if name in ("src", "href") and value]
+
+
+def test_the_page_and_its_assets_are_served_from_the_package(client: FlaskClient) -> None:
+    with client.get("/") as page:
+        assert page.status_code == 200 and page.mimetype == "text/html"
+        assert "default-src 'self'" in page.headers["Content-Security-Policy"]
+        links = _Links()
+        links.feed(page.get_data(as_text=True))
+    assert sorted(links.urls) == ["demo/demo.css", "demo/demo.js"]
+    for url, mimetype in (("/demo/demo.css", "text/css"), ("/demo/demo.js", "text/javascript")):
+        with client.get(url) as asset:
+            assert asset.status_code == 200 and asset.mimetype == mimetype
+            text = asset.get_data(as_text=True)
+        assert "http://" not in text and "https://" not in text and "@import" not in text
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    path = os.environ.get("CUTOUT_CHROMIUM", "/usr/bin/chromium")
+    if not os.access(path, os.X_OK):
+        pytest.fail(f"no chromium at {path}: run `make browser` (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=path, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, stack: Stack) -> Iterator[Any]:
+    """A fresh page that may talk to the stack only, and fails the test on a script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"script error: {exc}"))
+    allowed = urlsplit(stack.api_url).netloc
+
+    def check_request(request: Any) -> None:
+        if urlsplit(request.url).netloc != allowed:
+            problems.append(f"request outside the service: {request.url}")
+
+    page.on("request", check_request)
+    page.goto(f"{stack.api_url}/")
+    yield page
+    context.close()
+    assert not problems
+
+
+def _all_images_loaded(page: Any) -> list[int]:
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#effects img')]"
+        ".every((img) => img.complete && img.naturalWidth > 0)",
+        timeout=30_000,
+    )
+    return page.eval_on_selector_all("#effects img", "imgs => imgs.map(i => i.naturalWidth)")  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_a_photo_becomes_four_effects_in_the_browser(
+    page: Any, stack: Stack, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(photos["astronaut"])
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_label("Choose a photo").set_input_files(photo)
+    job_id = posted.value.json()["id"]
+
+    cards = page.locator("#effects li")
+    expect(cards).to_have_count(4, timeout=JOB_TIMEOUT_MS)
+    expect(page.get_by_role("status")).to_contain_text("Done in")
+    job = Client(stack.api_url).job(job_id)
+    assert job["status"] == "succeeded"
+    names = ["color", "enhancedblackwhite", "popart", "dithering"]
+    assert [cards.nth(i).get_attribute("data-effect") for i in range(4)] == names
+    assert _all_images_loaded(page) == [job["outputs"][name]["width"] for name in names]
+
+    for name in names:
+        link = page.locator(f'#effects li[data-effect="{name}"]').get_by_role("link")
+        expect(link).to_have_accessible_name(re.compile(r"^Download \S"))
+        assert link.get_attribute("download") == f"astronaut.{name}.webp"
+        download = requests.get(link.get_attribute("href"), timeout=10)
+        assert download.status_code == 200 and download.headers["Content-Type"] == "image/webp"
+    timings = page.locator("#timings tbody")
+    for label in ("Upload", "Segmentation", "Effects", "Total"):
+        expect(timings).to_contain_text(label)
+
+    # CUTOUT_DEMO_SCREENSHOTS=docs refreshes the README's pictures.
+    shots = Path(os.environ.get("CUTOUT_DEMO_SCREENSHOTS") or tmp_path)
+    page.screenshot(path=shots / "demo.png", full_page=True)
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    box = page.locator("#effects img").first.bounding_box()
+    assert box is not None and box["width"] >= 120, "the effects stay large enough to see"
+    page.screenshot(path=shots / "demo-phone.png", full_page=True)
+
+
+@pytest.mark.slow
+def test_a_refused_file_shows_the_apis_message(page: Any, stack: Stack, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    fake = tmp_path / "holiday.jpg"
+    fake.write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
+    with pytest.raises(ApiError) as refused:
+        Client(stack.api_url).submit(fake.read_bytes(), fake.name)
+
+    page.get_by_label("Choose a photo").set_input_files(fake)
+    alert = page.get_by_role("alert")
+    expect(alert).to_be_visible()
+    expect(page.locator("#error-message")).to_have_text(refused.value.message)
+    expect(page.locator("#error-code")).to_have_text("unsupported_media_type")
+    expect(page.locator("#effects li")).to_have_count(0)
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_in_the_worker_shows_its_error(
+    page: Any, stack: Stack, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(corrupt_png())  # a sound header, garbage pixels
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_label("Choose a photo").set_input_files(broken)
+    assert posted.value.status == 202, "the header is fine: the worker finds the fault"
+
+    expect(page.get_by_role("alert")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    job = Client(stack.api_url).job(posted.value.json()["id"])
+    assert job["status"] == "failed"
+    expect(page.locator("#error-message")).to_have_text(job["error"]["message"])
+    expect(page.locator("#error-code")).to_have_text("invalid_image")
