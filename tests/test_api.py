@@ -78,6 +78,13 @@ def test_defaults_are_all_four_effects_webp_2048(client: FlaskClient) -> None:
     }
 
 
+@pytest.mark.parametrize("fmt", ["webp", "PNG", "jpg+mask"])
+def test_every_output_format_is_accepted(client: FlaskClient, fmt: str) -> None:
+    response = _post(client, _jpeg(), format=fmt)
+    assert response.status_code == 202
+    assert response.get_json()["options"]["format"] == fmt.lower()
+
+
 def test_unknown_job_is_404(client: FlaskClient) -> None:
     response = client.get("/api/v2/jobs/nope")
     assert response.status_code == 404 and _error(response) == "job_not_found"

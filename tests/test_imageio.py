@@ -10,7 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workers.imageio import InvalidImage, decode, encode_rgba, fit_within, probe, sniff
+from workers.imageio import (
+    CODECS,
+    InvalidImage,
+    add_jpeg_icc_profile,
+    decode,
+    encode_image,
+    encode_mask,
+    fit_within,
+    probe,
+    sniff,
+)
 
 
 def _encode(img: Image.Image, fmt: str, **kw: object) -> bytes:
@@ -97,14 +107,93 @@ def test_decode_fits_max_size_and_keeps_aspect() -> None:
     assert fit_within(1200, 800, 2048) == (1200, 800)
 
 
-def test_icc_profile_survives_to_the_output() -> None:
+def _srgb_profile() -> bytes:
     from PIL import ImageCms
 
-    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()  # type: ignore[no-any-return]
+
+
+def test_icc_profile_survives_to_the_colour_outputs() -> None:
+    icc = _srgb_profile()
     data = _encode(_gradient(), "JPEG", icc_profile=icc)
     decoded = decode(data, 2048)
     assert decoded.icc_profile == icc
-    rgba = np.dstack([decoded.rgb, np.full(decoded.rgb.shape[:2], 255, np.uint8)])
-    for fmt in ("webp", "png"):
-        with Image.open(io.BytesIO(encode_rgba(rgba, fmt, decoded.icc_profile))) as out:
-            assert out.info.get("icc_profile") == icc
+    alpha = np.full(decoded.rgb.shape[:2], 255, np.uint8)
+    for codec in ("webp", "webp-lossless", "png"):
+        with Image.open(io.BytesIO(encode_image(decoded.rgb, alpha, codec, icc))) as out:
+            assert out.info.get("icc_profile") == icc, codec
+    with Image.open(io.BytesIO(encode_image(decoded.rgb, None, "jpeg", icc))) as out:
+        assert out.info.get("icc_profile") == icc
+    # An RGB profile does not belong on a grey image: it is left off.
+    grey = decoded.rgb[..., :1]
+    with Image.open(io.BytesIO(encode_image(grey, alpha, "png", icc))) as out:
+        assert out.mode == "LA" and "icc_profile" not in out.info
+
+
+def _soft_alpha(h: int = 48, w: int = 64) -> np.ndarray:
+    alpha = np.zeros((h, w), np.uint8)
+    alpha[8:40, 10:54] = 255
+    alpha[8:40, 9] = 128
+    alpha[8:40, 54] = 1
+    return alpha
+
+
+@pytest.mark.parametrize("codec", ["webp", "webp-lossless", "png"])
+@pytest.mark.parametrize("channels", [3, 1])
+def test_codecs_with_alpha_keep_it_exact(codec: str, channels: int) -> None:
+    colour = np.asarray(_gradient())[..., :channels].copy()
+    alpha = _soft_alpha()
+    data = encode_image(colour, alpha, codec)
+    with Image.open(io.BytesIO(data)) as out:
+        assert out.format == CODECS[codec][1].upper()
+        rgba = np.asarray(out.convert("RGBA"))
+    assert np.array_equal(rgba[..., 3], alpha)
+    if codec != "webp":  # the lossless ones keep every visible pixel
+        visible = alpha > 0
+        expected = np.broadcast_to(colour, (*colour.shape[:2], 3))
+        assert np.array_equal(rgba[..., :3][visible], expected[visible])
+
+
+def test_palette_png_is_exact_and_indexed() -> None:
+    palette = np.array([[18, 10, 41], [240, 33, 135], [255, 235, 61]], np.uint8)
+    index = np.random.default_rng(0).integers(0, 3, (48, 64))
+    colour = palette[index]
+    with Image.open(io.BytesIO(encode_image(colour, None, "png-palette", palette=palette))) as out:
+        assert out.mode == "P"
+        assert np.array_equal(np.asarray(out.convert("RGB")), colour)
+
+
+def test_bilevel_png_is_one_bit() -> None:
+    ink = (np.random.default_rng(0).random((48, 64, 1)) > 0.5).astype(np.uint8) * 255
+    with Image.open(io.BytesIO(encode_image(ink, None, "png-bilevel"))) as out:
+        assert out.mode == "1"
+        assert np.array_equal(np.asarray(out.convert("L")), ink[..., 0])
+
+
+def test_jpeg_refuses_alpha_and_unknown_codecs_are_refused() -> None:
+    colour = np.asarray(_gradient())
+    with pytest.raises(ValueError, match="alpha"):
+        encode_image(colour, _soft_alpha(), "jpeg")
+    with pytest.raises(ValueError, match="unknown codec"):
+        encode_image(colour, None, "gif")
+
+
+def test_icc_profile_added_to_a_jpeg_made_without_one() -> None:
+    icc = _srgb_profile()
+    plain = _encode(_gradient(), "JPEG", quality=90)
+    with_icc = add_jpeg_icc_profile(plain, icc)
+    with Image.open(io.BytesIO(with_icc)) as out:
+        assert out.info.get("icc_profile") == icc
+        assert np.array_equal(np.asarray(out), np.asarray(Image.open(io.BytesIO(plain))))
+    big = bytes(range(256)) * 300  # 76.8 kB: two segments
+    with Image.open(io.BytesIO(add_jpeg_icc_profile(plain, big))) as out:
+        assert out.info.get("icc_profile") == big
+    with pytest.raises(ValueError, match="JPEG"):
+        add_jpeg_icc_profile(b"\x89PNG", icc)
+
+
+def test_mask_is_a_lossless_grey_png() -> None:
+    alpha = _soft_alpha()
+    with Image.open(io.BytesIO(encode_mask(alpha))) as out:
+        assert out.format == "PNG" and out.mode == "L"
+        assert np.array_equal(np.asarray(out), alpha)

@@ -130,25 +130,95 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def encode_rgba(rgba: np.ndarray, fmt: str, icc_profile: bytes | None = None) -> bytes:
-    """Encode H×W×4 uint8 as ``webp`` or ``png``, keeping the ICC profile."""
-    img = Image.fromarray(rgba, "RGBA")
-    out = io.BytesIO()
-    extra = {"icc_profile": icc_profile} if icc_profile else {}
-    if fmt == "webp":
-        img.save(out, "WEBP", quality=90, method=0, exact=False, **extra)
-    elif fmt == "png":
-        img.save(out, "PNG", compress_level=1, **extra)
+JPEG_QUALITY = 90
+WEBP_QUALITY = 90
+PNG_LEVEL = 1  # zlib's fastest real compression: 3x to 6x faster than the default level 6
+
+# Codec → (content type, file extension).
+CODECS: dict[str, tuple[str, str]] = {
+    "webp": ("image/webp", "webp"),  # lossy colour, lossless alpha
+    "webp-lossless": ("image/webp", "webp"),
+    "png": ("image/png", "png"),
+    "jpeg": ("image/jpeg", "jpg"),
+    "png-palette": ("image/png", "png"),  # indexed colour
+    "png-bilevel": ("image/png", "png"),  # 1 bit per pixel
+}
+
+
+def encode_image(
+    colour: np.ndarray,
+    alpha: np.ndarray | None,
+    codec: str,
+    icc_profile: bytes | None = None,
+    palette: np.ndarray | None = None,
+) -> bytes:
+    """Encode H×W×C uint8 colour (C = 3, or 1 for grey) with an optional H×W uint8 alpha.
+
+    ``png-palette`` maps the colours onto ``palette`` (K×3 uint8, exact matches expected);
+    ``png-bilevel`` keeps grey as 1 bit (0 or 255 expected). The ICC profile, an RGB
+    profile, goes only on colour outputs.
+    """
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}")
+    grey = colour.shape[2] == 1
+    pixels = colour[..., 0] if grey else colour
+    if alpha is not None:
+        img = Image.fromarray(np.dstack((pixels, alpha)), "LA" if grey else "RGBA")
     else:
-        raise ValueError(f"unknown output format {fmt!r}")
+        img = Image.fromarray(pixels, "L" if grey else "RGB")
+    extra = {"icc_profile": icc_profile} if icc_profile and not grey else {}
+    out = io.BytesIO()
+    if codec == "webp":
+        img.save(out, "WEBP", quality=WEBP_QUALITY, method=0, exact=False, **extra)
+    elif codec == "webp-lossless":
+        # method 0 / quality 0: the fastest lossless effort, still smaller than PNG for flat art.
+        img.save(out, "WEBP", lossless=True, quality=0, method=0, exact=False, **extra)
+    elif codec == "png":
+        img.save(out, "PNG", compress_level=PNG_LEVEL, **extra)
+    elif codec == "jpeg":
+        if alpha is not None:
+            raise ValueError("JPEG has no alpha: send the mask on its own")
+        img.save(out, "JPEG", quality=JPEG_QUALITY, **extra)
+    elif codec == "png-palette":
+        if palette is None or alpha is not None or grey:
+            raise ValueError("png-palette takes RGB colour and a palette, no alpha")
+        index = Image.new("P", (1, 1))
+        index.putpalette(palette.astype(np.uint8).tobytes())
+        img.quantize(palette=index, dither=Image.Dither.NONE).save(
+            out, "PNG", compress_level=PNG_LEVEL, **extra
+        )
+    else:  # png-bilevel
+        if alpha is not None or not grey:
+            raise ValueError("png-bilevel takes grey, no alpha")
+        img.convert("1", dither=Image.Dither.NONE).save(out, "PNG", compress_level=PNG_LEVEL)
     return out.getvalue()
+
+
+def add_jpeg_icc_profile(jpeg: bytes, icc_profile: bytes) -> bytes:
+    """Put an ICC profile into JPEG bytes made without one (APP2 ICC_PROFILE segments).
+
+    For JPEGs encoded elsewhere (nvJPEG on the GPU): the profile goes right after the start
+    marker, split into numbered segments as the ICC specification (annex B.4) lays out.
+    """
+    if jpeg[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG")
+    chunk = 65519  # 65535 − 2 (length) − 12 ("ICC_PROFILE\0") − 2 (sequence, count)
+    pieces = [icc_profile[i : i + chunk] for i in range(0, len(icc_profile), chunk)]
+    if len(pieces) > 255:
+        raise ValueError("ICC profile too large for JPEG")
+    segments = b"".join(
+        b"\xff\xe2"
+        + (len(piece) + 16).to_bytes(2, "big")
+        + b"ICC_PROFILE\x00"
+        + bytes((number, len(pieces)))
+        + piece
+        for number, piece in enumerate(pieces, start=1)
+    )
+    return jpeg[:2] + segments + jpeg[2:]
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
     """Encode an H×W uint8 mask as greyscale PNG."""
     out = io.BytesIO()
-    Image.fromarray(mask, "L").save(out, "PNG", compress_level=1)
+    Image.fromarray(mask, "L").save(out, "PNG", compress_level=PNG_LEVEL)
     return out.getvalue()
-
-
-CONTENT_TYPES = {"webp": "image/webp", "png": "image/png"}

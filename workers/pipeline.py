@@ -1,28 +1,37 @@
 """One micro-batch of jobs: decode → segment → effects → encode.
 
 Each job fails alone: a bad image gets its own ``invalid_image`` outcome and the rest of the
-batch goes on. Decoding and encoding run on a thread pool (Pillow releases the GIL).
+batch goes on. Images of the same size go through the effects as one batch on the model's
+device (one fused pass); decoding and encoding run on a thread pool (Pillow releases the GIL),
+every output of the batch at once. On CUDA the JPEG parts of ``jpg+mask`` may be encoded on
+the device (see ``workers.outputs.device_jpeg_encoder``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import Executor
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
 
-from workers.effects import apply_effects
+from workers.effect_names import EFFECT_NAMES
+from workers.effects import EFFECTS, render
 from workers.imageio import (
-    CONTENT_TYPES,
+    CODECS,
+    JPEG_QUALITY,
     DecodedImage,
     InvalidImage,
+    add_jpeg_icc_profile,
     decode,
     encode_mask,
-    encode_rgba,
 )
+from workers.outputs import MASK_CODEC, DeviceJpegEncoder, codec_for, encode_effect
+from workers.outputs import device_jpeg_encoder as find_device_jpeg_encoder
 from workers.predictor import Segmenter
 
 
@@ -63,10 +72,32 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
+class _Item:
+    """One decoded job on its way through the effects and the encoders."""
+
+    def __init__(self, job: JobInput, image: DecodedImage, tensor: torch.Tensor) -> None:
+        self.job = job
+        self.image = image
+        self.tensor = tensor  # 3×H×W uint8
+        self.mask: torch.Tensor | None = None  # 1×H×W float on the device
+        # name → (future or finished bytes, codec), in the order the outputs are listed.
+        self.pending: dict[str, tuple[Future[bytes] | bytes, str]] = {}
+        self.encode_started = 0.0
+        self.device_encode = 0.0
+
+
 class Pipeline:
-    def __init__(self, segmenter: Segmenter, pool: Executor) -> None:
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        pool: Executor,
+        device_jpeg: DeviceJpegEncoder | None | Literal["auto"] = "auto",
+    ) -> None:
         self.segmenter = segmenter
         self.pool = pool
+        self.device_jpeg = (
+            find_device_jpeg_encoder(segmenter.device) if device_jpeg == "auto" else device_jpeg
+        )
 
     def run(self, jobs: Sequence[JobInput]) -> list[JobOutcome]:
         outcomes = {job.job_id: JobOutcome(job.job_id) for job in jobs}
@@ -75,9 +106,7 @@ class Pipeline:
             self._segment_and_render(decoded, outcomes)
         return [outcomes[job.job_id] for job in jobs]
 
-    def _decode(
-        self, jobs: Sequence[JobInput], outcomes: dict[str, JobOutcome]
-    ) -> list[tuple[JobInput, DecodedImage]]:
+    def _decode(self, jobs: Sequence[JobInput], outcomes: dict[str, JobOutcome]) -> list[_Item]:
         def one(job: JobInput) -> tuple[JobInput, DecodedImage | InvalidImage, float]:
             start = time.perf_counter()
             try:
@@ -93,67 +122,126 @@ class Pipeline:
                 outcomes[job.job_id].error_code = "invalid_image"
                 outcomes[job.job_id].error_message = str(image)
             else:
-                ready.append((job, image))
+                ready.append(_Item(job, image, torch.from_numpy(image.rgb).permute(2, 0, 1)))
         return ready
 
-    def _segment_and_render(
-        self, decoded: list[tuple[JobInput, DecodedImage]], outcomes: dict[str, JobOutcome]
-    ) -> None:
-        tensors = [torch.from_numpy(img.rgb).permute(2, 0, 1) for _, img in decoded]
+    def _segment_and_render(self, items: list[_Item], outcomes: dict[str, JobOutcome]) -> None:
         start = time.perf_counter()
-        masks = self.segmenter.predict(tensors)
+        masks = self.segmenter.predict([item.tensor for item in items])
         inference = time.perf_counter() - start
-        for (job, image), tensor, mask in zip(decoded, tensors, masks, strict=True):
-            outcome = outcomes[job.job_id]
-            outcome.timings["inference_ms"] = _ms(inference)
-            outcome.batch_size = len(decoded)
+        groups: dict[tuple[int, ...], list[_Item]] = defaultdict(list)
+        for item, mask in zip(items, masks, strict=True):
+            item.mask = mask
+            outcomes[item.job.job_id].timings["inference_ms"] = _ms(inference)
+            outcomes[item.job.job_id].batch_size = len(items)
+            groups[tuple(item.tensor.shape)].append(item)
+        started: list[_Item] = []
+        for group in groups.values():
             try:
-                self._render(job, image, tensor, mask, outcome)
-            except Exception as exc:  # one job's failure never takes its batch-mates down
-                outcome.error_code = "processing_failed"
-                outcome.error_message = f"{type(exc).__name__}: {exc}"
+                self._render(group, outcomes)
+                started.extend(group)
+            except Exception as exc:
+                if len(group) == 1:
+                    _fail(outcomes[group[0].job.job_id], exc)
+                    continue
+                # Retried image by image, so a failure stays with the job that caused it.
+                for item in group:
+                    item.pending.clear()
+                    try:
+                        self._render([item], outcomes)
+                        started.append(item)
+                    except Exception as exc_alone:
+                        _fail(outcomes[item.job.job_id], exc_alone)
+        for item in started:
+            self._collect(item, outcomes[item.job.job_id])
 
-    def _render(
-        self,
-        job: JobInput,
-        image: DecodedImage,
-        tensor: torch.Tensor,
-        mask: torch.Tensor,
-        outcome: JobOutcome,
-    ) -> None:
+    def _render(self, items: list[_Item], outcomes: dict[str, JobOutcome]) -> None:
+        """One fused effects pass over same-size images, then their encodes submitted."""
         start = time.perf_counter()
-        rendered = apply_effects(
-            tensor.to(mask.device).unsqueeze(0).float() / 255, mask.unsqueeze(0), job.effects
-        )
-        arrays = {name: _to_uint8_hwc(t[0]) for name, t in rendered.items()}
-        mask_u8 = _to_uint8_hwc(mask)[..., 0]
-        outcome.timings["effects_ms"] = _ms(time.perf_counter() - start)
-        start = time.perf_counter()
-        outcome.outputs = list(self._encode(job, image, arrays, mask_u8))
-        outcome.timings["encode_ms"] = _ms(time.perf_counter() - start)
+        device = self.segmenter.device
+        wanted = {name for item in items for name in item.job.effects}
+        names = [name for name in EFFECT_NAMES if name in wanted]
+        image = torch.stack([item.tensor for item in items]).to(device).float().div_(255)
+        masks = [item.mask for item in items if item.mask is not None]
+        rendered = render(image, torch.stack(masks).to(device), names)
+        alpha = _to_uint8(rendered.alpha)
+        colours = {name: _to_uint8(colour) for name, colour in rendered.colours.items()}
+        device_jpegs = self._encode_on_device(items, colours)
+        alpha_host = alpha[:, 0].cpu().numpy()
+        host = {name: c.permute(0, 2, 3, 1).cpu().numpy() for name, c in colours.items()}
+        seconds = time.perf_counter() - start
+        for index, item in enumerate(items):
+            outcomes[item.job.job_id].timings["effects_ms"] = _ms(seconds - item.device_encode)
+            colours_host = {n: host[n][index] for n in item.job.effects}
+            self._submit(item, colours_host, alpha_host[index], device_jpegs.get(index, {}))
 
-    def _encode(
-        self,
-        job: JobInput,
-        image: DecodedImage,
-        arrays: dict[str, np.ndarray],
-        mask: np.ndarray,
-    ) -> Iterable[EncodedOutput]:
-        height, width = mask.shape
-        pending = [
-            (
-                name,
-                self.pool.submit(encode_rgba, array, job.format, image.icc_profile),
-                CONTENT_TYPES[job.format],
-                job.format,
-            )
-            for name, array in arrays.items()
+    def _encode_on_device(
+        self, items: list[_Item], colours: dict[str, torch.Tensor]
+    ) -> dict[int, dict[str, bytes]]:
+        """JPEG parts encoded where the pixels are, in one batched call (CUDA only)."""
+        if self.device_jpeg is None:
+            return {}
+        parts = [
+            (index, name)
+            for index, item in enumerate(items)
+            for name in item.job.effects
+            if codec_for(EFFECTS[name], item.job.format) == "jpeg"
         ]
-        pending.append(("mask", self.pool.submit(encode_mask, mask), "image/png", "png"))
-        for name, future, content_type, extension in pending:
-            yield EncodedOutput(name, future.result(), content_type, extension, width, height)
+        if not parts:
+            return {}
+        start = time.perf_counter()
+        data = self.device_jpeg([colours[name][index] for index, name in parts], JPEG_QUALITY)
+        seconds = time.perf_counter() - start
+        done: dict[int, dict[str, bytes]] = defaultdict(dict)
+        for (index, name), blob in zip(parts, data, strict=True):
+            icc = items[index].image.icc_profile
+            done[index][name] = add_jpeg_icc_profile(blob, icc) if icc else blob
+            items[index].device_encode = seconds
+        return done
+
+    def _submit(
+        self,
+        item: _Item,
+        colours: dict[str, np.ndarray],
+        alpha: np.ndarray,
+        encoded: dict[str, bytes],
+    ) -> None:
+        """Queue the item's encodes on the pool; ``encoded`` are parts already done."""
+        job = item.job
+        item.encode_started = time.perf_counter()
+        for name in job.effects:
+            codec = codec_for(EFFECTS[name], job.format)
+            if name in encoded:
+                item.pending[name] = (encoded[name], codec)
+                continue
+            future = self.pool.submit(
+                encode_effect, name, colours[name], alpha, job.format, item.image.icc_profile
+            )
+            item.pending[name] = (future, codec)
+        item.pending["mask"] = (self.pool.submit(encode_mask, alpha), MASK_CODEC)
+
+    def _collect(self, item: _Item, outcome: JobOutcome) -> None:
+        height, width = item.tensor.shape[1:]
+        try:
+            for name, (result, codec) in item.pending.items():
+                data = result if isinstance(result, bytes) else result.result()
+                content_type, extension = CODECS[codec]
+                outcome.outputs.append(
+                    EncodedOutput(name, data, content_type, extension, width, height)
+                )
+        except Exception as exc:
+            outcome.outputs = []
+            _fail(outcome, exc)
+            return
+        seconds = time.perf_counter() - item.encode_started + item.device_encode
+        outcome.timings["encode_ms"] = _ms(seconds)
 
 
-def _to_uint8_hwc(t: torch.Tensor) -> np.ndarray:
-    """C×H×W float in [0, 1] → H×W×C uint8 on the CPU."""
-    return (t.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().cpu().numpy()
+def _fail(outcome: JobOutcome, exc: Exception) -> None:
+    outcome.error_code = "processing_failed"
+    outcome.error_message = f"{type(exc).__name__}: {exc}"
+
+
+def _to_uint8(t: torch.Tensor) -> torch.Tensor:
+    """B×C×H×W float in [0, 1] → uint8, on its device."""
+    return t.clamp(0, 1).mul_(255).round_().to(torch.uint8)

@@ -1,20 +1,16 @@
-"""What the effects share: computed once per pass."""
+"""What the effects share, computed once per pass and only when an effect asks for it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
+from workers.effects.contrast import clahe
+from workers.effects.foreground import estimate_foreground
+
 # Rec. 709 luma weights.
 _LUMA = (0.2126, 0.7152, 0.0722)
-
-
-@dataclass
-class EffectInputs:
-    image: torch.Tensor  # B×3×H×W in [0, 1]
-    luma: torch.Tensor  # B×1×H×W in [0, 1]
-    mask: torch.Tensor  # B×1×H×W in [0, 1], the soft alpha
 
 
 def luminance(image: torch.Tensor) -> torch.Tensor:
@@ -22,13 +18,60 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
     return (image * weights).sum(dim=1, keepdim=True)
 
 
+def s_curve(x: torch.Tensor, strength: float) -> torch.Tensor:
+    """Blend of the identity and smoothstep: deeper shadows, brighter highlights, same ends."""
+    return torch.lerp(x, x * x * (3 - 2 * x), strength)
+
+
+def weighted_quantiles(x: torch.Tensor, weight: torch.Tensor, qs: torch.Tensor) -> torch.Tensor:
+    """B×Q quantiles of B×1×H×W ``x`` in [0, 1], each pixel counted by its ``weight``.
+
+    From a 1024-bin histogram, so the cost is one pass whatever the image size.
+    """
+    bins = 1024
+    batch = x.shape[0]
+    index = (x.reshape(batch, -1) * (bins - 1)).round().long().clamp_(0, bins - 1)
+    index = index + torch.arange(batch, device=x.device).view(-1, 1) * bins
+    hist = torch.zeros(batch * bins, device=x.device, dtype=torch.float32)
+    hist.index_add_(0, index.view(-1), weight.reshape(-1).float())
+    cdf = hist.view(batch, bins).cumsum(-1)
+    total = cdf[:, -1:].clamp(min=1e-6)
+    targets = qs.to(cdf).view(1, -1) * total
+    found = torch.searchsorted(cdf.contiguous(), targets.contiguous())
+    return (found.clamp(max=bins - 1).to(x.dtype) + 0.5) / bins
+
+
+class EffectInputs:
+    """One pass's inputs and the stages effects share.
+
+    ``image`` is B×3×H×W in [0, 1]; ``alpha`` is the B×1×H×W soft mask put on the 8-bit grid
+    it will be stored on, so every effect's alpha is exactly the stored mask and "opaque"
+    means exactly 1. Each stage is computed on first use and then kept for the pass.
+    """
+
+    def __init__(self, image: torch.Tensor, mask: torch.Tensor) -> None:
+        if image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"image must be B×3×H×W, got {tuple(image.shape)}")
+        if mask.shape != (image.shape[0], 1, *image.shape[2:]):
+            raise ValueError(f"mask must be B×1×H×W matching the image, got {tuple(mask.shape)}")
+        self.image = image
+        self.alpha = (mask.to(image.dtype).clamp(0, 1) * 255).round_() / 255
+
+    @cached_property
+    def foreground(self) -> torch.Tensor:
+        """The subject's own colours under soft edges (B×3×H×W)."""
+        return estimate_foreground(self.image, self.alpha)
+
+    @cached_property
+    def luma(self) -> torch.Tensor:
+        """Luma of the foreground (B×1×H×W)."""
+        return luminance(self.foreground)
+
+    @cached_property
+    def local_contrast(self) -> torch.Tensor:
+        """Luma with CLAHE over the subject, blended back towards the original for realism."""
+        return torch.lerp(self.luma, clahe(self.luma, self.alpha), 0.7)
+
+
 def prepare(image: torch.Tensor, mask: torch.Tensor) -> EffectInputs:
-    if image.dim() != 4 or image.shape[1] != 3:
-        raise ValueError(f"image must be B×3×H×W, got {tuple(image.shape)}")
-    if mask.shape != (image.shape[0], 1, *image.shape[2:]):
-        raise ValueError(f"mask must be B×1×H×W matching the image, got {tuple(mask.shape)}")
-    return EffectInputs(image=image, luma=luminance(image), mask=mask.clamp(0, 1))
-
-
-def with_alpha(rgb: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.cat((rgb.clamp(0, 1), mask), dim=1)
+    return EffectInputs(image, mask)
