@@ -28,10 +28,11 @@ def _photo_folder(folder: Path, photos: dict[str, bytes]) -> Path:
 
 
 def _check_cutout(effect: Path, mask: Path, long_edge: int) -> None:
+    """The effect's alpha is the mask; black-and-white effects in PNG are grey + alpha (LA)."""
     with Image.open(effect) as img, Image.open(mask) as alpha:
-        assert img.mode == "RGBA" and max(img.size) == long_edge
+        assert img.mode in ("RGBA", "LA") and max(img.size) == long_edge
         assert alpha.mode == "L" and alpha.size == img.size
-        assert np.array_equal(np.asarray(img)[..., 3], np.asarray(alpha))
+        assert np.array_equal(np.asarray(img)[..., -1], np.asarray(alpha))
 
 
 def test_process_a_folder_with_a_corrupt_photo(
