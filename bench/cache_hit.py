@@ -92,6 +92,11 @@ def measure(rounds: int, workdir: Path) -> tuple[dict[str, list[float]], int]:
         "CUTOUT_REDIS_URL": redis_url,
         "CUTOUT_LOCAL_DIR": str(workdir / "files"),
         "CUTOUT_STORAGE": "local",
+        # The hit path as anonymous local use runs it (auth off), with a submit limit no
+        # round reaches; the worker needs no metrics port.
+        "CUTOUT_AUTH": "off",
+        "CUTOUT_RATE_LIMIT_SUBMIT": "100000 per minute",
+        "CUTOUT_METRICS_PORT": "0",
     }
     api = spawn(
         [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
