@@ -16,6 +16,7 @@ accept_content = ["json"]
 task_default_queue = "io"
 task_routes = {
     "cutout.segment": {"queue": "gpu"},
+    "cutout.cleanup": {"queue": "io"},
     "cutout.webhook": {"queue": "io"},
 }
 
@@ -37,3 +38,15 @@ worker_prefetch_multiplier = 2 * cutout_flush_every
 worker_send_task_events = True
 task_send_sent_event = True
 broker_connection_retry_on_startup = True
+
+# Housekeeping (`celery beat`, one process per deployment): staged inputs of ended or expired
+# jobs, and followers of leaders that died before handing them over.
+cutout_cleanup_interval = float(os.environ.get("CUTOUT_CLEANUP_INTERVAL", 300))
+beat_schedule = {
+    "cutout-cleanup": {
+        "task": "cutout.cleanup",
+        "schedule": cutout_cleanup_interval,
+        # A run no worker took before the next one is due is dropped, not piled up.
+        "options": {"expires": cutout_cleanup_interval},
+    },
+}

@@ -9,6 +9,7 @@ from flask import Flask
 
 from api.errors import register_error_handlers
 from api.services import build_services
+from api.uploads import InMemoryUploadRequest
 from storage.settings import StorageSettings
 from storage.webhooks import WebhookSettings
 
@@ -26,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_SUBMIT": "120 per minute",  # per key (per address with auth off)
     "RATE_LIMIT_READ": "1200 per minute",
     "BACKPRESSURE_QUEUE": "gpu",
-    "MAX_QUEUE_DEPTH": 1000,  # jobs waiting on that queue before submits get 503
+    "MAX_QUEUE_DEPTH": 1000,  # jobs waiting there before submits the cache cannot answer get 503
     "QUEUE_RETRY_AFTER": 30,  # seconds, in the 503's Retry-After
     "WEBHOOKS": None,  # WebhookSettings; from the environment when None
     "NOTIFY": None,  # callable(job_id) queueing a webhook; Celery's send_task when None
@@ -37,6 +38,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from api import auth, limits
 
     app = Flask(__name__)
+    app.request_class = InMemoryUploadRequest
     app.config.from_mapping(DEFAULTS)
     if test_config is None:
         app.config["MODEL_ID"] = os.environ.get("CUTOUT_MODEL", DEFAULTS["MODEL_ID"])

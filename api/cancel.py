@@ -3,6 +3,9 @@
 A queued job becomes ``canceled`` and never runs (the worker skips terminal jobs). A job
 already on the worker finishes its batch, but the runner's terminal update refuses to
 overwrite ``canceled``, so its outputs never reach the record. A finished job is ``409``.
+Jobs attached to a canceled job (identical uploads waiting for its outputs) are handed over
+at once: they are queued on their own, or finish from the cache; a canceled job that was
+itself attached leaves its leader's list.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from api.auth import owned_job
 from api.errors import ApiError
 from api.rendering import render_job
 from api.services import services
-from storage.jobs import TERMINAL, now_iso
+from storage.jobs import TERMINAL, ending
 from storage.keys import staging_key
 
 bp = Blueprint("cancel", __name__, url_prefix="/api/v2")
@@ -26,12 +29,11 @@ def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
     owned_job(job_id)
     svc = services()
     seen: dict[str, str] = {}
+    end = ending("canceled")
 
     def cancel(current: dict[str, Any]) -> dict[str, Any] | None:
         seen["status"] = current["status"]  # the last call is the one that committed
-        if current["status"] in TERMINAL:
-            return None
-        return {"status": "canceled", "completed_at": now_iso()}
+        return end(current)
 
     record = svc.jobs.update(job_id, cancel)
     if record is None:
@@ -42,4 +44,6 @@ def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
         )
     if seen["status"] == "queued":
         svc.store.delete(staging_key(job_id))  # no worker will read it now
+    if seen["status"] not in TERMINAL:  # this request canceled it
+        svc.dispatcher.canceled(record)
     return jsonify(render_job(record, svc.store))

@@ -10,11 +10,13 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 from api.auth import current_owner, owned_job
 from api.errors import ApiError, error_body
 from api.idempotency import fingerprint, idempotent
+from api.limits import refuse_when_queue_is_full
 from api.rendering import render_job
 from api.services import services
 from api.submission import submit
 from api.uploads import parse_options, read_image
 from api.webhook_url import parse_webhook
+from storage.jobs import TERMINAL
 from tasks import metrics
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
@@ -31,14 +33,17 @@ def _submit_from_request() -> dict[str, Any]:
 
     def queue() -> dict[str, Any]:
         try:
-            record = submit(services(), data, info, options, extra)
+            record = submit(services(), data, info, options, extra, refuse_when_queue_is_full)
+        except ApiError:
+            raise
         except Exception as exc:
+            # A job the queue refused was failed (enqueue_failed) and counted as it ended.
             current_app.logger.exception("could not queue a job")
-            metrics.record_job_end("failed", {}, "enqueue_failed")
             raise ApiError(
                 503, "queue_unavailable", "the job queue is unavailable; retry later"
             ) from exc
-        metrics.JOBS.labels(status=record["status"]).inc()
+        if record["status"] not in TERMINAL:  # a hit was counted as it ended (succeeded)
+            metrics.JOBS.labels(status="queued").inc()
         log.info(
             "job %s %s",
             record["id"],
@@ -51,16 +56,18 @@ def _submit_from_request() -> dict[str, Any]:
     return idempotent(fingerprint(data, same), queue)
 
 
-def _accepted(record: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _accepted(record: dict[str, Any], status: int = 202):  # type: ignore[no-untyped-def]
     response = jsonify(render_job(record, services().store))
-    response.status_code = 202
+    response.status_code = status
     response.headers["Location"] = url_for("jobs.get_job", job_id=record["id"])
     return response
 
 
 @bp.post("/jobs")
 def create_job():  # type: ignore[no-untyped-def]
-    return _accepted(_submit_from_request())
+    """``202`` with the queued job, or ``200`` with the finished one when the cache had it."""
+    record = _submit_from_request()
+    return _accepted(record, 200 if record["status"] == "succeeded" else 202)
 
 
 @bp.get("/jobs/<job_id>")

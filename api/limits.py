@@ -3,7 +3,8 @@
 Limits answer ``429`` with ``Retry-After``; every limited answer carries ``RateLimit-Limit``,
 ``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the window resets, as the IETF
 draft has it, rather than Flask-Limiter's own epoch-stamped ``X-RateLimit-*``). When more than
-``MAX_QUEUE_DEPTH`` jobs wait on the ``gpu`` queue, submits get ``503`` with ``Retry-After``.
+``MAX_QUEUE_DEPTH`` jobs wait on the ``gpu`` queue, submits the result cache cannot answer get
+``503`` with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ def rate_key() -> str:
 
 
 def refuse_when_queue_is_full() -> None:
-    if request.method != "POST" or request.blueprint not in SUBMIT_BLUEPRINTS:
-        return
+    """Raises ``503 queue_full`` when the ``gpu`` queue is too deep for another job.
+
+    Called by the submit path once the upload is read and the cache has no full answer for
+    it, so a full queue still answers cache hits (see ``api.submission.submit``)."""
     queue = current_app.config["BACKPRESSURE_QUEUE"]
     depth = int(services().redis.llen(queue))  # type: ignore[arg-type]
     if depth > current_app.config["MAX_QUEUE_DEPTH"]:
@@ -72,7 +75,6 @@ def install_limits(app: Flask, storage: StorageSettings) -> Limiter:
             cast(Blueprint, app.blueprints[name])
         )
     limiter.init_app(app)
-    app.before_request(refuse_when_queue_is_full)
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded):  # type: ignore[no-untyped-def]

@@ -62,7 +62,8 @@ SUBMIT_ERRORS = {
         "(`invalid_image`, `image_too_large`, `image_too_small`)"
     ),
     "503": _error(
-        "the gpu queue is too deep (`queue_full`) or the broker is down (`queue_unavailable`)",
+        "the gpu queue is too deep for a job the result cache cannot answer (`queue_full`), "
+        "or the broker is down (`queue_unavailable`)",
         "Retry-After",
     ),
     **LIMITED,
@@ -155,6 +156,18 @@ def _schemas() -> dict[str, Any]:
             },
             "model": {"type": "string"},
             "batch_size": {"type": ["integer", "null"]},
+            "cache": {
+                "enum": ["hit", "joined", "miss", "partial", None],
+                "description": "how the result cache served the job: answered in full (hit), "
+                "attached to an identical running job (joined), or queued to compute every "
+                "output (miss) or the missing ones (partial); null until known",
+            },
+            "computed": {
+                "type": ["array", "null"],
+                "items": {"type": "string"},
+                "description": "the outputs this job's worker computed (the rest came from the "
+                "cache); null for a job no worker ran",
+            },
             "error": {"oneOf": [{"type": "null"}, code_message]},
             "outputs": {"type": "object", "additionalProperties": output},
             "timings": {"type": "object", "additionalProperties": {"type": "number"}},
@@ -169,6 +182,8 @@ def _schemas() -> dict[str, Any]:
             "options",
             "model",
             "batch_size",
+            "cache",
+            "computed",
             "error",
             "outputs",
             "timings",
@@ -197,13 +212,22 @@ def _paths() -> dict[str, Any]:
     return {
         "/api/v2/jobs": {
             "post": {
-                "summary": "Queue a job",
+                "summary": "Queue a job, or answer it from the result cache",
                 "operationId": "createJob",
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": _submit_body(),
                 "responses": {
+                    "200": _job(
+                        "already succeeded: every output was in the result cache "
+                        "(`cache: hit`), or an Idempotency-Key repeat whose job has succeeded",
+                        "Location",
+                        *RATE_HEADERS,
+                    ),
                     "202": _job(
-                        "queued (or the job an earlier request made)", "Location", *RATE_HEADERS
+                        "queued or attached to an identical running job (or the job an "
+                        "earlier request made)",
+                        "Location",
+                        *RATE_HEADERS,
                     ),
                     **SUBMIT_ERRORS,
                 },
@@ -220,7 +244,10 @@ def _paths() -> dict[str, Any]:
                 "summary": "Cancel the job",
                 "operationId": "cancelJob",
                 "responses": {
-                    "200": _job("canceled (a running job's outputs are discarded)"),
+                    "200": _job(
+                        "canceled (a running job's outputs are discarded; identical jobs "
+                        "attached to it are handed over)"
+                    ),
                     "404": found,
                     "409": _error("the job already finished (`job_finished`)"),
                     **LIMITED,

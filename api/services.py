@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 from flask import current_app
 
-from storage import ObjectStore, StorageSettings, build_store
+from storage import ObjectStore, StorageSettings, open_store
+from storage.dispatch import Dispatcher, Enqueue
 from storage.heartbeats import Heartbeats
 from storage.jobs import JobStore
-from storage.webhooks import webhook_trigger
-
-Enqueue = Callable[[str], None]
+from storage.result_cache import ResultCache
+from tasks.job_end import job_end_hook
 
 
 @dataclass
@@ -24,6 +23,8 @@ class Services:
     redis: redis.Redis
     enqueue: Enqueue
     model_id: str
+    cache: ResultCache
+    dispatcher: Dispatcher
 
 
 def celery_enqueue() -> Enqueue:
@@ -56,16 +57,25 @@ def build_services(
     enqueue: Enqueue | None,
     notify: Enqueue | None = None,
 ) -> Services:
-    """``notify(job_id)`` runs when this process ends a job that has a webhook (a cancel)."""
+    """Raises ``StorageConfigError`` when storage is misconfigured, so the API will not start.
+
+    ``notify(job_id)`` queues the webhook of a job this process ends (a cache hit, a cancel,
+    a follower handed over, a job the queue refused)."""
     client = redis.Redis.from_url(settings.redis_url)
-    on_terminal = webhook_trigger(notify or celery_notify())
+    on_terminal = job_end_hook(notify or celery_notify())
+    jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, on_terminal)
+    store = open_store(settings)
+    cache = ResultCache(client, settings.key_prefix, settings.cache_ttl_seconds)
+    enqueue = enqueue or celery_enqueue()
     return Services(
-        jobs=JobStore(client, settings.key_prefix, settings.job_ttl_seconds, on_terminal),
-        store=build_store(settings),
+        jobs=jobs,
+        store=store,
         heartbeats=Heartbeats(client, settings.key_prefix),
         redis=client,
-        enqueue=enqueue or celery_enqueue(),
+        enqueue=enqueue,
         model_id=model_id,
+        cache=cache,
+        dispatcher=Dispatcher(jobs, cache, store, enqueue),
     )
 
 

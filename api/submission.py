@@ -1,27 +1,41 @@
-"""Turning a validated upload into a queued job: stage the bytes, write the record, enqueue."""
+"""Turning a validated upload into a job: answered from the result cache when every output
+exists, else staged, recorded and dispatched (queued, or attached to an identical job that is
+already computing what it needs)."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from api.services import Services
 from api.uploads import JobOptions
-from storage.jobs import now_iso
+from storage.jobs import ms_between, now_iso
 from storage.keys import content_key, staging_key
+from storage.result_cache import output_names
+from tasks import metrics
 from workers.effect_names import EFFECTS_VERSION
 from workers.imageio import ImageInfo
 
+# How the cache answered a submission that was not a full hit at lookup (see Claim).
+_COUNTER = {
+    "hit": metrics.CACHE_HITS,  # every output was stored between the lookup and the claim
+    "follow": metrics.CACHE_INFLIGHT_JOINS,
+    "lead": metrics.CACHE_MISSES,
+}
+
 
 def job_content_key(image_sha256: str, model_id: str, options: JobOptions) -> str:
-    """Same photo + same model + same effect definitions + same options = same outputs."""
+    """Same photo + same model + same effect definitions + same options = same outputs.
+
+    The effect set is not part of it: outputs are stored and cached per effect."""
     return content_key(
         [image_sha256, model_id, EFFECTS_VERSION, str(options.max_size), options.format]
     )
 
 
-def submit(
+def new_record(
     svc: Services,
     data: bytes,
     info: ImageInfo,
@@ -29,10 +43,9 @@ def submit(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``extra``: more fields for the record (its ``owner``, its ``webhook`` state)."""
-    job_id = uuid.uuid4().hex
     image_sha = hashlib.sha256(data).hexdigest()
-    record: dict[str, Any] = {
-        "id": job_id,
+    return {
+        "id": uuid.uuid4().hex,
         "status": "queued",
         "created_at": now_iso(),
         "started_at": None,
@@ -47,25 +60,61 @@ def submit(
         },
         "model": svc.model_id,
         "content_key": job_content_key(image_sha, svc.model_id, options),
+        "cache": None,  # hit | joined | miss | partial, once known
         "outputs": {},
         "error": None,
         "timings": {},
         **(extra or {}),
     }
-    svc.store.save(staging_key(job_id), data, "application/octet-stream")
+
+
+def answer_from_cache(svc: Services, record: dict[str, Any]) -> dict[str, Any] | None:
+    """The job, already succeeded, when every requested output is cached; None otherwise.
+    Nothing is staged or queued for a hit."""
+    names = output_names(record["options"]["effects"])
+    outputs = svc.cache.lookup(record["content_key"], names)
+    if len(outputs) < len(names):
+        return None
+    done = now_iso()
+    finished = {
+        **record,
+        "status": "succeeded",
+        "started_at": done,
+        "completed_at": done,
+        "cache": "hit",
+        "outputs": outputs,
+        "timings": {"total_ms": ms_between(record["created_at"], done)},
+    }
+    svc.jobs.create(finished)  # ended as it is created: the job store's hook runs (webhook)
+    return finished
+
+
+def stage_and_dispatch(svc: Services, record: dict[str, Any], data: bytes) -> dict[str, Any]:
+    """Stage the input, record the job and dispatch it; returns the record as it then stands
+    and counts the outcome. Raises if the queue refused the job (which is then failed)."""
+    svc.store.save(staging_key(record["id"]), data, "application/octet-stream")
     svc.jobs.create(record)
-    try:
-        svc.enqueue(job_id)
-    except Exception as exc:
-        # Nothing is lost silently: the job says why it never ran.
-        svc.jobs.update(
-            job_id,
-            {
-                "status": "failed",
-                "completed_at": now_iso(),
-                "error": {"code": "enqueue_failed", "message": f"could not queue the job: {exc}"},
-            },
-        )
-        svc.store.delete(staging_key(job_id))
-        raise
-    return record
+    claim, current = svc.dispatcher.dispatch(record)
+    _COUNTER[claim.outcome].inc()
+    return current
+
+
+def submit(
+    svc: Services,
+    data: bytes,
+    info: ImageInfo,
+    options: JobOptions,
+    extra: dict[str, Any] | None = None,
+    admit: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """The job for this upload: finished at once on a full cache hit, else staged and
+    dispatched. ``admit()`` runs before anything is staged for a job the cache cannot answer
+    and raises to refuse it (the queue is full), so a full queue never refuses a hit."""
+    record = new_record(svc, data, info, options, extra)
+    hit = answer_from_cache(svc, record)
+    if hit is not None:
+        metrics.CACHE_HITS.inc()
+        return hit
+    if admit is not None:
+        admit()
+    return stage_and_dispatch(svc, record, data)

@@ -7,18 +7,29 @@ from __future__ import annotations
 
 from storage.base import ObjectStore
 from storage.local import LocalStore
-from storage.settings import StorageSettings
+from storage.s3 import S3Store
+from storage.settings import StorageConfigError, StorageSettings
 
-STORES = {"local": LocalStore}
+STORES: dict[str, type[LocalStore] | type[S3Store]] = {"local": LocalStore, "s3": S3Store}
 
 
 def build_store(settings: StorageSettings) -> ObjectStore:
-    """The configured back end; unknown names raise ``KeyError`` listing the known ones."""
+    """The configured back end, its settings validated; connects to nothing yet.
+
+    Raises ``StorageConfigError`` naming the unknown back end or the settings at fault."""
     if settings.backend not in STORES:
-        raise KeyError(
-            f"unknown storage back end {settings.backend!r}; known: {', '.join(sorted(STORES))}"
+        raise StorageConfigError(
+            f"unknown storage back end CUTOUT_STORAGE={settings.backend!r}; "
+            f"known: {', '.join(sorted(STORES))}"
         )
-    return STORES[settings.backend].from_settings(settings)
+    return STORES[settings.backend].from_settings(settings.validate())
 
 
-__all__ = ["ObjectStore", "StorageSettings", "build_store"]
+def open_store(settings: StorageSettings) -> ObjectStore:
+    """The configured back end, proven usable: what a process calls once when it starts."""
+    store = build_store(settings)
+    store.check()
+    return store
+
+
+__all__ = ["ObjectStore", "StorageConfigError", "StorageSettings", "build_store", "open_store"]

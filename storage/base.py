@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import posixpath
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# Content-addressed keys never change their bytes, so caches may keep them for a year.
+IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable"
 
 
 class InvalidKey(ValueError):
@@ -20,8 +25,20 @@ def normalise_key(key: str) -> str:
     return cleaned
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
+
+
 class ObjectStore(ABC):
     """Bytes under keys. A missing key raises ``FileNotFoundError``."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Prove the store is usable (write and delete a probe); raise ``StorageConfigError``
+        naming what is wrong. Called once when a process starts."""
 
     @abstractmethod
     def save(self, key: str, data: bytes, content_type: str, *, immutable: bool = False) -> None:
@@ -40,3 +57,7 @@ class ObjectStore(ABC):
     @abstractmethod
     def url(self, key: str) -> str:
         """Where a client fetches ``key``: absolute, or a path on the API (``/files/...``)."""
+
+    @abstractmethod
+    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object whose key starts with ``prefix`` (a folder such as ``staging/``)."""

@@ -29,6 +29,32 @@ def parse_iso(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
+def ms_between(start_iso: str, end_iso: str) -> float:
+    return round((parse_iso(end_iso) - parse_iso(start_iso)) * 1000, 2)
+
+
+def ending(status: str, **fields: Any) -> Callable[[Record], Record | None]:
+    """An update that ends a job unless it already ended (a cancel wins over a late result)."""
+    if status not in TERMINAL:
+        raise ValueError(f"{status!r} is not a terminal status")
+    new_timings = fields.pop("timings", {})
+
+    def apply(current: Record) -> Record | None:
+        if current["status"] in TERMINAL:
+            return None
+        completed = now_iso()
+        timings = {**current.get("timings", {}), **new_timings}
+        timings["total_ms"] = ms_between(current["created_at"], completed)
+        return {**fields, "status": status, "completed_at": completed, "timings": timings}
+
+    return apply
+
+
+def unless_ended(changes: Record) -> Callable[[Record], Record | None]:
+    """An update that merges ``changes`` only while the job has not ended."""
+    return lambda current: None if current["status"] in TERMINAL else changes
+
+
 class JobStore:
     def __init__(
         self,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
-from storage.base import ObjectStore, normalise_key
-from storage.settings import StorageSettings
+from storage.base import ObjectInfo, ObjectStore, normalise_key
+from storage.settings import StorageConfigError, StorageSettings
 
 
 class LocalStore(ObjectStore):
@@ -17,11 +19,20 @@ class LocalStore(ObjectStore):
 
     @classmethod
     def from_settings(cls, settings: StorageSettings) -> LocalStore:
-        settings.local_dir.mkdir(parents=True, exist_ok=True)
         return cls(settings.local_dir)
 
     def path(self, key: str) -> Path:
         return self.root / normalise_key(key)
+
+    def check(self) -> None:
+        probe = f"staging/.probe-{uuid.uuid4().hex}"
+        try:
+            self.save(probe, b"probe", "text/plain")
+            self.delete(probe)
+        except OSError as exc:
+            raise StorageConfigError(
+                f"local storage: cannot write under CUTOUT_LOCAL_DIR={self.root}: {exc}"
+            ) from exc
 
     def save(self, key: str, data: bytes, content_type: str, *, immutable: bool = False) -> None:
         target = self.path(key)
@@ -51,3 +62,17 @@ class LocalStore(ObjectStore):
 
     def url(self, key: str) -> str:
         return f"{self.url_prefix}/{normalise_key(key)}"
+
+    def iter_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        start = self.root / normalise_key(prefix)
+        for folder, _, names in os.walk(start):
+            for name in names:
+                if name.startswith(".tmp-"):
+                    continue  # a save in progress
+                path = Path(folder) / name
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue  # deleted while we walked
+                key = path.relative_to(self.root).as_posix()
+                yield ObjectInfo(key, stat.st_size, stat.st_mtime)

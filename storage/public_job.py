@@ -18,6 +18,8 @@ PUBLIC_FIELDS = (
     "options",
     "model",
     "batch_size",
+    "cache",  # hit | joined | miss | partial: how the result cache served the job
+    "computed",  # the outputs this job's worker computed (the rest came from the cache)
     "error",
 )
 # Delivery state of the job's webhook; its lease ("claim") is internal.

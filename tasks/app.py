@@ -8,5 +8,5 @@ from celery import Celery
 def create_celery() -> Celery:
     app = Celery("cutout")
     app.config_from_object("celeryconfig")
-    app.conf.include = ["tasks.segment", "tasks.webhook"]
+    app.conf.include = ["tasks.segment", "tasks.webhook", "tasks.cleanup"]
     return app

@@ -70,3 +70,21 @@ def gunicorn_logconfig(level: str) -> dict[str, Any]:
             "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": True},
         },
     }
+
+
+def log_job_stage(
+    stage: str,
+    job_id: str,
+    batch_id: str,
+    timings: Mapping[str, Any],
+    error_code: str | None = None,
+    **fields: Any,
+) -> None:
+    """One JSON line per job stage on ``cutout.jobs``; failures at WARNING."""
+    extra = {"stage": stage, "job_id": job_id, "batch_id": batch_id, "timings": dict(timings)}
+    if error_code:
+        extra["error_code"] = error_code
+    level = logging.WARNING if error_code else logging.INFO
+    logging.getLogger("cutout.jobs").log(
+        level, "job %s %s", job_id, stage, extra={**extra, **fields}
+    )

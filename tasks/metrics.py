@@ -1,13 +1,12 @@
 """Every Prometheus metric of the service, defined once so every process records the same series.
 
-The API records requests and submissions; workers record job stages from the pipeline's
-timings (``workers/`` knows nothing of Prometheus). Series read at scrape time (queue depth and
-age, GPU memory and utilisation) are collectors in ``tasks/queue_stats.py`` and
-``tasks/exposition.py``. Names are the plan's, without a prefix; README "Operations" lists them.
-
-Not recorded on this branch yet, defined so their features plug in: ``cache_*`` (the result
-cache counts its lookups where the API looks a content key up) and ``webhook_deliveries_total``
-(the webhook task counts each delivery attempt's outcome).
+The API records requests, submissions and the result cache's answers (``cache_*``, counted
+where it looks a content key up); workers record job stages from the pipeline's timings
+(``workers/`` knows nothing of Prometheus); a job's end is recorded once, by whichever process
+ended it (``tasks/job_end.py``); the webhook task counts each delivery attempt. Series read at
+scrape time (queue depth and age, GPU memory and utilisation) are collectors in
+``tasks/queue_stats.py`` and ``tasks/exposition.py``. Names are the plan's, without a prefix;
+README "Operations" lists them.
 """
 
 from __future__ import annotations
@@ -27,8 +26,9 @@ REQUEST_DURATION = Histogram(
 )
 JOBS = Counter(
     "jobs_total",
-    "Jobs, by status: the API counts each job it creates (queued), workers each job they end "
-    "(succeeded, failed)",
+    "Jobs, by status: queued, each job the API queues or attaches to an identical running job; "
+    "succeeded, failed, canceled, each job that ends (cache hits included), counted by the "
+    "process that ended it",
     ["status"],
 )
 ERRORS = Counter(
@@ -72,8 +72,13 @@ COST = Gauge(
     ["basis"],
     multiprocess_mode="mostrecent",
 )
+# Counted by the API processes (summed across gunicorn workers by multiprocess mode, across
+# replicas by the query), one per submission that reached the cache (idempotent repeats not).
 CACHE_HITS = Counter("cache_hits_total", "Submissions answered from the result cache")
-CACHE_MISSES = Counter("cache_misses_total", "Submissions the result cache could not answer")
+CACHE_MISSES = Counter(
+    "cache_misses_total",
+    "Submissions the result cache could not answer, queued to compute all or some outputs",
+)
 CACHE_INFLIGHT_JOINS = Counter(
     "cache_inflight_joins_total", "Submissions attached to an identical job still running"
 )
@@ -85,7 +90,7 @@ WEBHOOK_DELIVERIES = Counter(
 )
 
 # Known label values are created up front so their series exist (at 0) before the first event.
-JOB_STATUSES = ("queued", "succeeded", "failed")
+JOB_STATUSES = ("queued", "succeeded", "failed", "canceled")
 WEBHOOK_OUTCOMES = ("delivered", "retried", "failed")
 JOB_ERROR_CODES = (
     "invalid_image",

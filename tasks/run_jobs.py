@@ -1,20 +1,27 @@
 """Running a batch of queued jobs: records and staged inputs in, outputs and records out.
 
-No Celery here: the task hands over job ids and gets back each job's terminal status.
+No Celery here: the task hands over job ids and gets back each job's terminal status. Each
+job computes only the outputs the result cache lacks when it starts; how a job ends (and what
+becomes of identical jobs attached to it) is the dispatcher's business, and what is recorded
+when it ends (metrics, the terminal log line, the webhook) the job store's hook's
+(``tasks/job_end.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from storage.base import ObjectStore
-from storage.jobs import TERMINAL, JobStore, now_iso, parse_iso
+from storage.dispatch import Dispatcher
+from storage.jobs import TERMINAL, ms_between, now_iso
 from storage.keys import result_key, staging_key
+from storage.result_cache import Output, output_names
 from tasks import metrics
 from tasks.cost import CostMeter
+from tasks.logs import log_job_stage
 from workers.pipeline import JobInput, JobOutcome, Pipeline
 
 log = logging.getLogger("cutout.jobs")
@@ -24,50 +31,39 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
+@dataclass(frozen=True)
+class Started:
+    record: dict[str, Any]
+    cached: dict[str, Output]  # the outputs it needs that were cached when it started
+    input: JobInput  # asks the pipeline for the missing effects only
+
+
 class JobRunner:
     def __init__(
-        self,
-        jobs: JobStore,
-        store: ObjectStore,
-        pipeline: Pipeline,
-        cost: CostMeter | None = None,
+        self, dispatcher: Dispatcher, pipeline: Pipeline, cost: CostMeter | None = None
     ) -> None:
-        self.jobs = jobs
-        self.store = store
+        self.dispatcher = dispatcher
+        self.jobs = dispatcher.jobs
+        self.store = dispatcher.store
+        self.cache = dispatcher.cache
         self.pipeline = pipeline
         self.cost = cost
 
     def run(self, job_ids: Sequence[str], batch_id: str = "") -> dict[str, str]:
         """Process the jobs; returns each job's status afterwards (jobs gone are left out)."""
-        started = time.perf_counter()
+        began = time.perf_counter()
         statuses: dict[str, str] = {}
-        inputs: list[JobInput] = []
-        records: dict[str, dict[str, Any]] = {}
+        started: dict[str, Started] = {}
         for job_id in dict.fromkeys(job_ids):  # a redelivered duplicate runs once
-            record = self._start(job_id, batch_id)
-            if record is None:
-                continue
-            if record["status"] != "processing":
-                statuses[job_id] = record["status"]
-                continue
-            try:
-                data = self.store.open(staging_key(job_id))
-            except FileNotFoundError:
-                statuses[job_id] = self.fail(
-                    job_id, "input_missing", "the staged upload is gone", batch_id
-                )
-                continue
-            options = record["options"]
-            inputs.append(
-                JobInput(
-                    job_id, data, tuple(options["effects"]), options["max_size"], options["format"]
-                )
-            )
-            records[job_id] = record
-        if inputs:
-            outcomes = self.pipeline.run(inputs)
+            prepared = self._prepare(job_id, batch_id)
+            if isinstance(prepared, Started):
+                started[job_id] = prepared
+            elif prepared is not None:
+                statuses[job_id] = prepared
+        if started:
+            outcomes = self.pipeline.run([s.input for s in started.values()])
             for outcome in outcomes:
-                _log_stage(
+                log_job_stage(
                     "processed",
                     outcome.job_id,
                     batch_id,
@@ -76,8 +72,8 @@ class JobRunner:
                     error_code=outcome.error_code,
                 )
                 metrics.record_job_stages(outcome.timings)
-                statuses[outcome.job_id] = self._finish(records[outcome.job_id], outcome, batch_id)
-            self._record_batch(outcomes, time.perf_counter() - started, batch_id)
+                statuses[outcome.job_id] = self._finish(started[outcome.job_id], outcome)
+            self._record_batch(outcomes, time.perf_counter() - began, batch_id)
         return statuses
 
     def _record_batch(self, outcomes: list[JobOutcome], seconds: float, batch_id: str) -> None:
@@ -102,111 +98,92 @@ class JobRunner:
             },
         )
 
-    def _start(self, job_id: str, batch_id: str = "") -> dict[str, Any] | None:
+    def _prepare(self, job_id: str, batch_id: str) -> Started | str | None:
+        """Start the job and load what it needs to compute; or end it at once and return its
+        status (None: the job is gone)."""
+        record = self._start(job_id, batch_id)
+        if record is None:
+            return None
+        if record["status"] != "processing":
+            self.dispatcher.settle(record)  # a canceled leader's followers run on their own
+            return str(record["status"])
+        options = record["options"]
+        names = output_names(options["effects"])
+        cached = self.cache.lookup(record["content_key"], names)
+        if len(cached) == len(names):  # computed meanwhile (or before a redelivery)
+            return self._end(job_id, cached, computed=[])
+        try:
+            data = self.store.open(staging_key(job_id))
+        except FileNotFoundError:
+            return self.fail(job_id, "input_missing", "the staged upload is gone")
+        missing = tuple(e for e in options["effects"] if e not in cached)
+        job = JobInput(job_id, data, missing, options["max_size"], options["format"])
+        return Started(record, cached, job)
+
+    def _start(self, job_id: str, batch_id: str) -> dict[str, Any] | None:
         def begin(current: dict[str, Any]) -> dict[str, Any] | None:
             if current["status"] in TERMINAL:
                 return None  # canceled before it ran, or already done (a redelivery)
             started = now_iso()
-            queue_ms = _ms(parse_iso(started) - parse_iso(current["created_at"]))
             return {
                 "status": "processing",
                 "started_at": started,
-                "timings": {**current.get("timings", {}), "queue_ms": queue_ms},
+                "batch_id": batch_id,  # internal: ties the job's terminal log line to its batch
+                "timings": {
+                    **current.get("timings", {}),
+                    "queue_ms": ms_between(current["created_at"], started),
+                },
             }
 
         record = self.jobs.update(job_id, begin)
         if record is None:
             log.warning("job %s expired before it ran", job_id)
         elif record["status"] == "processing":
-            _log_stage("started", job_id, batch_id, {"queue_ms": record["timings"]["queue_ms"]})
+            queue_ms = {"queue_ms": record["timings"]["queue_ms"]}
+            log_job_stage("started", job_id, batch_id, queue_ms)
         return record
 
-    def fail(self, job_id: str, code: str, message: str, batch_id: str = "") -> str:
+    def fail(self, job_id: str, code: str, message: str) -> str:
         """End a job as failed (unless it already ended) and drop its staged input."""
-        record = self._end(
-            job_id,
-            _Terminal("failed", error={"code": code, "message": message}),
-            batch_id,
-        )
-        self.store.delete(staging_key(job_id))
-        return record["status"] if record else "failed"
+        return self.dispatcher.fail(job_id, code, message)
 
-    def _end(self, job_id: str, end: _Terminal, batch_id: str) -> dict[str, Any] | None:
-        record = self.jobs.update(job_id, end)
-        if record is None or not end.applied:
-            return record  # gone, or it had already ended: counted then
-        code = (record.get("error") or {}).get("code")
-        metrics.record_job_end(record["status"], record["timings"], code)
-        _log_stage(record["status"], job_id, batch_id, record["timings"], error_code=code)
-        return record
+    def _end(self, job_id: str, outputs: dict[str, Output], **fields: Any) -> str:
+        record = self.dispatcher.finish(job_id, outputs, **fields)
+        return record["status"] if record else "succeeded"
 
-    def _finish(self, record: dict[str, Any], outcome: JobOutcome, batch_id: str = "") -> str:
+    def _finish(self, started: Started, outcome: JobOutcome) -> str:
+        record, cached = started.record, started.cached
         job_id = record["id"]
         if not outcome.ok:
-            return self.fail(
-                job_id, outcome.error_code or "failed", outcome.error_message or "", batch_id
-            )
+            return self.fail(job_id, outcome.error_code or "failed", outcome.error_message or "")
         start = time.perf_counter()
-        outputs: dict[str, dict[str, Any]] = {}
+        computed: dict[str, Output] = {}
         try:
             for out in outcome.outputs:
+                if out.name in cached:
+                    continue  # never overwrite what clients may already hold (the mask)
                 key = result_key(record["content_key"], out.name, out.extension)
                 self.store.save(key, out.data, out.content_type, immutable=True)
-                outputs[out.name] = {
+                computed[out.name] = {
                     "key": key,
                     "content_type": out.content_type,
                     "width": out.width,
                     "height": out.height,
                     "bytes": len(out.data),
                 }
+            self.cache.store(record["content_key"], computed)
         except Exception as exc:
             log.exception("storing outputs of job %s failed", job_id, extra={"job_id": job_id})
-            return self.fail(
-                job_id, "storage_error", f"could not store the outputs: {exc}", batch_id
-            )
+            return self.fail(job_id, "storage_error", f"could not store the outputs: {exc}")
+        outputs = {
+            name: computed.get(name) or cached[name]
+            for name in output_names(record["options"]["effects"])
+        }
         timings = {**outcome.timings, "store_ms": _ms(time.perf_counter() - start)}
-        updated = self._end(
+        return self._end(
             job_id,
-            _Terminal("succeeded", outputs=outputs, timings=timings, batch_size=outcome.batch_size),
-            batch_id,
+            outputs,
+            timings=timings,
+            batch_size=outcome.batch_size,
+            computed=list(computed),
         )
-        self.store.delete(staging_key(job_id))
-        return updated["status"] if updated else "succeeded"
-
-
-class _Terminal:
-    """An update that ends a job unless it already ended (a cancel wins over a late result).
-
-    ``applied`` says whether the last application ended it (the job store may re-apply an
-    update whose record changed under it)."""
-
-    def __init__(self, status: str, **fields: Any) -> None:
-        self.status = status
-        self.timings = fields.pop("timings", {})
-        self.fields = fields
-        self.applied = False
-
-    def __call__(self, current: dict[str, Any]) -> dict[str, Any] | None:
-        self.applied = current["status"] not in TERMINAL
-        if not self.applied:
-            return None
-        completed = now_iso()
-        timings = {**current.get("timings", {}), **self.timings}
-        timings["total_ms"] = _ms(parse_iso(completed) - parse_iso(current["created_at"]))
-        return {**self.fields, "status": self.status, "completed_at": completed, "timings": timings}
-
-
-def _log_stage(
-    stage: str,
-    job_id: str,
-    batch_id: str,
-    timings: Mapping[str, Any],
-    error_code: str | None = None,
-    **fields: Any,
-) -> None:
-    """One JSON line per job stage (see tasks/logs.py); failures at WARNING."""
-    extra = {"stage": stage, "job_id": job_id, "batch_id": batch_id, "timings": dict(timings)}
-    if error_code:
-        extra["error_code"] = error_code
-    level = logging.WARNING if error_code else logging.INFO
-    log.log(level, "job %s %s", job_id, stage, extra={**extra, **fields})

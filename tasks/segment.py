@@ -8,22 +8,19 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 
-import redis
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 
-from storage import StorageSettings, build_store
 from storage.heartbeats import Heartbeats
-from storage.jobs import JobStore
 from tasks import metrics
 from tasks.cost import CostMeter
+from tasks.resources import StorageResources
 from tasks.run_jobs import JobRunner
-from tasks.webhook import queue_webhooks
 
 log = logging.getLogger("cutout.segment")
 
 
-class SegmentTask(Batches):
+class SegmentTask(StorageResources, Batches):
     """Holds the per-process model, stores and thread pool, built on first use."""
 
     @property  # type: ignore[override]
@@ -33,14 +30,6 @@ class SegmentTask(Batches):
     @property  # type: ignore[override]
     def flush_interval(self) -> float:
         return float(self.app.conf.cutout_flush_interval)
-
-    @cached_property
-    def storage_settings(self) -> StorageSettings:
-        return StorageSettings.from_env()
-
-    @cached_property
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.storage_settings.redis_url)
 
     @cached_property
     def heartbeats(self) -> Heartbeats:
@@ -57,18 +46,7 @@ class SegmentTask(Batches):
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
         metrics.record_cold_start("load", seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
-        jobs = JobStore(
-            self.redis,
-            self.storage_settings.key_prefix,
-            self.storage_settings.job_ttl_seconds,
-            on_terminal=queue_webhooks(self.app),
-        )
-        return JobRunner(
-            jobs,
-            build_store(self.storage_settings),
-            Pipeline(segmenter, pool),
-            cost=CostMeter.from_env(),
-        )
+        return JobRunner(self.dispatcher, Pipeline(segmenter, pool), cost=CostMeter.from_env())
 
 
 @shared_task(base=SegmentTask, bind=True, name="cutout.segment")
@@ -80,7 +58,7 @@ def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
     except Exception as exc:
         log.exception("batch of %d jobs failed", len(job_ids), extra={"batch_id": batch_id})
         for job_id in job_ids:
-            self.runner.fail(job_id, "internal_error", f"the worker failed: {exc}", batch_id)
+            self.runner.fail(job_id, "internal_error", f"the worker failed: {exc}")
         statuses = {job_id: "failed" for job_id in job_ids}
     for request in requests:
         status = statuses.get(request.args[0], "expired")

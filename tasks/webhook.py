@@ -6,11 +6,11 @@ from __future__ import annotations
 from functools import cached_property
 
 import redis
-from celery import Celery, Task, shared_task
+from celery import Task, shared_task
 
 from storage import StorageSettings, build_store
-from storage.jobs import JobStore, OnTerminal
-from storage.webhooks import WebhookSettings, webhook_trigger
+from storage.jobs import JobStore
+from storage.webhooks import WebhookSettings
 from tasks import metrics
 from tasks.webhook_delivery import Verdict, WebhookSender
 
@@ -41,8 +41,3 @@ def send_webhook(self: WebhookTask, job_id: str, attempt: int = 1) -> None:
     retry_in = self.sender.attempt(job_id, attempt)
     if retry_in is not None:
         raise self.retry(args=[job_id, attempt + 1], countdown=retry_in)
-
-
-def queue_webhooks(app: Celery) -> OnTerminal:
-    """The ``JobStore.on_terminal`` hook of a process that has a Celery app."""
-    return webhook_trigger(lambda job_id: app.send_task(TASK_NAME, args=[job_id, 1]))

@@ -1,7 +1,8 @@
 """Worker entry point: ``celery -A tasks.worker worker -Q gpu``.
 
-A worker consuming the ``gpu`` queue builds and warms its model before it takes a job, then
-announces itself through a heartbeat that ``/readyz`` reads.
+Every worker proves its storage settings first and refuses to start, saying what is wrong,
+when they cannot work. A worker consuming the ``gpu`` queue then builds and warms its model
+before it takes a job, and announces itself through a heartbeat that ``/readyz`` reads.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 
 from celery import signals
 
-from tasks import logs, metrics_dir
+from storage import StorageConfigError, StorageSettings, open_store
+from tasks import logs, metrics_dir, received  # noqa: F401  (received: `inspect cutout_received`)
 from tasks.app import create_celery
 
 app = create_celery()
@@ -39,6 +41,16 @@ def _empty_metrics_dir(sender: Any = None, **_: Any) -> None:
 def _json_logs(loglevel: Any = None, **_: Any) -> None:
     # Connected, so Celery leaves the root logger to us: JSON lines like the API's.
     logs.configure(logs.log_level(default=loglevel or "INFO"))
+
+
+@signals.worker_init.connect
+def _check_storage(sender: Any = None, **_: Any) -> None:
+    try:
+        open_store(StorageSettings.from_env())
+    except StorageConfigError as exc:
+        log.critical("cutout worker refusing to start: %s", exc)
+        # Celery logs and swallows exceptions from signal handlers, but not SystemExit.
+        raise SystemExit(f"cutout worker refusing to start: {exc}") from None
 
 
 @signals.worker_init.connect

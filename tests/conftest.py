@@ -5,20 +5,26 @@ from __future__ import annotations
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import requests
 from PIL import Image
 
+from storage import ObjectStore, StorageSettings, open_store
 from storage.redis_server import free_port, start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,15 +131,23 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def start_worker(env: dict[str, str], logs: Path, name: str = "gpu") -> subprocess.Popen[bytes]:
+def start_worker(
+    env: dict[str, str], logs: Path, name: str = "gpu", queue: str = "gpu"
+) -> subprocess.Popen[bytes]:
     args = [
         sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
-        "--queues", "gpu", "--pool", "threads", "--concurrency", "1",
+        "--queues", queue, "--pool", "threads", "--concurrency", "1",
         "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
     # Multiprocess metrics as in compose, in a directory of this worker's own.
     env = {"PROMETHEUS_MULTIPROC_DIR": str(logs / f"{name}-metrics"), **env}
     return _spawn(args, env, logs / f"{name}.log")
+
+
+def start_api(env: dict[str, str], logs: Path, port: int) -> subprocess.Popen[bytes]:
+    args = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
+            "--bind", f"127.0.0.1:{port}", "api:create_app()"]  # fmt: skip
+    return _spawn(args, env, logs / "api.log")
 
 
 def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
@@ -143,6 +157,38 @@ def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
     wait_until(lambda: beats.alive("gpu"), timeout, "a warmed gpu worker")
 
 
+@contextmanager
+def run_stack(
+    redis_url: str, base: Path, *, housekeeping: bool = False, **extra_env: str
+) -> Iterator[Stack]:
+    """gunicorn serving the API and a Celery worker on the gpu queue (and, with
+    ``housekeeping``, an io worker and beat), all real processes, with ``extra_env`` on top
+    of the usual environment."""
+    redis.Redis.from_url(redis_url).flushdb()
+    files, logs = base / "files", base / "logs"
+    logs.mkdir()
+    env = stack_env(
+        redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", CUTOUT_COST_PER_HOUR="2.5", **extra_env
+    )
+    processes = [start_worker(env, logs)]
+    if housekeeping:  # the io queue's worker, and beat sending it the periodic cleanup
+        io_env = {**env, "CUTOUT_METRICS_PORT": str(free_port())}
+        processes.append(start_worker(io_env, logs, "io", queue="io"))
+        beat = [sys.executable, "-m", "celery", "-A", "tasks.worker", "beat",
+                "--schedule", str(logs / "beat-schedule"), "--loglevel", "INFO"]  # fmt: skip
+        processes.append(_spawn(beat, env, logs / "beat.log"))
+    port = free_port()
+    api = start_api(env, logs, port)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(f"{url}/healthz"), 30, "gunicorn")
+        wait_for_gpu_worker(redis_url)
+        yield Stack(url, redis_url, env, files, logs, processes[0])
+    finally:
+        with ThreadPoolExecutor() as pool:  # at once: each takes seconds to shut down
+            list(pool.map(_stop, [api, *processes]))
+
+
 @pytest.fixture(scope="module")
 def stack(
     request: pytest.FixtureRequest,
@@ -150,32 +196,11 @@ def stack(
     weights: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    """gunicorn serving the API and a Celery worker on the gpu queue, both real processes.
-    A test module may set more environment for them in a ``STACK_ENV`` dict."""
-    redis.Redis.from_url(redis_url).flushdb()
-    base = tmp_path_factory.mktemp("stack")
-    files, logs = base / "files", base / "logs"
-    logs.mkdir()
+    """The service on local storage. A test module may set more environment for its
+    processes in a ``STACK_ENV`` dict."""
     more_env = getattr(request.module, "STACK_ENV", {})
-    env = stack_env(
-        redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", CUTOUT_COST_PER_HOUR="2.5", **more_env
-    )
-    worker = start_worker(env, logs)
-    port = free_port()
-    api = _spawn(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
-         "--bind", f"127.0.0.1:{port}", "api:create_app()"],
-        env,
-        logs / "api.log",
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: _answers(f"{url}/healthz"), 30, "gunicorn")
-        wait_for_gpu_worker(redis_url)
-        yield Stack(url, redis_url, env, files, logs, worker)
-    finally:
-        _stop(api)
-        _stop(worker)
+    with run_stack(redis_url, tmp_path_factory.mktemp("stack"), **more_env) as running:
+        yield running
 
 
 def _answers(url: str) -> bool:
@@ -183,6 +208,69 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).ok
     except requests.RequestException:
         return False
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A real S3-compatible server (nanio, which checks SigV4), addressed as Cloudflare R2 is:
+    an endpoint URL and region "auto"."""
+
+    endpoint_url: str
+    access_key: str
+    secret_key: str
+    region: str = "auto"
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            config=Config(signature_version="s3v4"),
+        )
+
+    def new_bucket(self) -> str:
+        name = f"cutout-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def env(self, bucket: str) -> dict[str, str]:
+        return {
+            "CUTOUT_STORAGE": "s3",
+            "CUTOUT_S3_BUCKET": bucket,
+            "CUTOUT_S3_ENDPOINT_URL": self.endpoint_url,
+            "CUTOUT_S3_REGION": self.region,
+            "CUTOUT_S3_ACCESS_KEY_ID": self.access_key,
+            "CUTOUT_S3_SECRET_ACCESS_KEY": self.secret_key,
+        }
+
+    def settings(self, bucket: str, **overrides: Any) -> StorageSettings:
+        return replace(StorageSettings.from_env(self.env(bucket)), **overrides)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    base = tmp_path_factory.mktemp("nanio")
+    port = free_port()
+    server = S3Server(f"http://127.0.0.1:{port}", "cutout-test", uuid.uuid4().hex)
+    env = {
+        **os.environ,
+        "NANIO_ACCESS_KEY": server.access_key,
+        "NANIO_SECRET_KEY": server.secret_key,
+    }
+    args = [sys.executable, "-m", "nanio", "serve", "--data-dir", str(base / "data"),
+            "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
+            "--log-level", "warning"]  # fmt: skip
+    proc = _spawn(args, env, base / "nanio.log")
+    try:
+        wait_until(lambda: _listening(port), 30, "nanio")
+        yield server
+    finally:
+        _stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +287,23 @@ def io_worker(stack: Stack) -> Iterator[subprocess.Popen[bytes]]:
         yield proc
     finally:
         _stop(proc)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(params=["local", "s3"])
+def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """Each back end in turn, checked as at start-up: local disk, and S3 on nanio."""
+    if request.param == "local":
+        return open_store(StorageSettings(local_dir=tmp_path / "files"))
+    server: S3Server = request.getfixturevalue("s3_server")
+    return open_store(server.settings(server.new_bucket()))
 
 
 @dataclass

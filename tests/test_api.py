@@ -13,6 +13,7 @@ from PIL import Image
 
 from api import create_app
 from storage.settings import StorageSettings
+from tests.prom import Samples, parse, value
 from tests.test_imageio import png_header_only
 
 
@@ -176,3 +177,103 @@ def test_readyz_needs_a_gpu_worker(client: FlaskClient, redis_client: redis.Redi
     assert response.status_code == 503 and response.get_json()["checks"]["gpu_workers"] == 0
     Heartbeats(redis_client).beat("gpu", "gpu@test")
     assert client.get("/readyz").status_code == 200
+
+
+# --- the result cache ------------------------------------------------------------------------
+
+
+def _finish_as_a_worker(client: FlaskClient, job_id: str, names: list[str]) -> None:
+    """Store outputs for ``names`` and end the job, as the runner does once it computed them."""
+    from storage.keys import result_key
+
+    svc = client.application.extensions["cutout"]
+    record = svc.jobs.get(job_id)
+    outputs = {}
+    for name in names:
+        key = result_key(record["content_key"], name, "png")
+        svc.store.save(key, name.encode(), "image/png", immutable=True)
+        outputs[name] = {"key": key, "content_type": "image/png", "width": 64, "height": 48}
+    svc.cache.store(record["content_key"], outputs)
+    svc.dispatcher.finish(job_id, outputs)
+
+
+def _scrape(client: FlaskClient) -> Samples:
+    """``/metrics`` as this process exposes it (counters are per process: compare deltas)."""
+    return parse(client.get("/metrics").get_data(as_text=True))
+
+
+def _moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
+
+
+def _cache_moves(before: Samples, after: Samples) -> tuple[float, float, float]:
+    """How far (hits, misses, in-flight joins) moved."""
+    names = ("cache_hits_total", "cache_misses_total", "cache_inflight_joins_total")
+    return tuple(_moved(before, after, n) for n in names)  # type: ignore[return-value]
+
+
+def test_a_cached_photo_is_answered_at_once(
+    client: FlaskClient, queued: list[str], tmp_path: Path
+) -> None:
+    photo = _jpeg()
+    before = _scrape(client)
+    first = _post(client, photo, effects="color,popart", format="png")
+    assert first.status_code == 202 and first.get_json()["cache"] == "miss"
+    _finish_as_a_worker(client, first.get_json()["id"], ["color", "popart", "mask"])
+    for effects in ("color,popart", "popart"):  # a subset of what was computed is a hit too
+        again = _post(client, photo, effects=effects, format="png")
+        assert again.status_code == 200
+        job = again.get_json()
+        assert job["status"] == "succeeded" and job["cache"] == "hit"
+        assert list(job["outputs"]) == [*effects.split(","), "mask"]
+        assert again.headers["Location"] == f"/api/v2/jobs/{job['id']}"
+        assert client.get(job["outputs"]["popart"]["url"]).data == b"popart"
+        assert client.get(again.headers["Location"]).get_json()["status"] == "succeeded"
+    assert queued == [first.get_json()["id"]], "a hit never reaches the queue"
+    assert [p.name for p in (tmp_path / "files" / "staging").iterdir()] == []
+    after = _scrape(client)
+    assert _cache_moves(before, after) == (2, 1, 0)
+    # Each hit is a job that ended at once (counted by the job store's hook), never queued.
+    assert _moved(before, after, "jobs_total", status="queued") == 1
+    assert _moved(before, after, "jobs_total", status="succeeded") == 3
+    assert _moved(before, after, "job_duration_seconds_count", outcome="succeeded") == 3
+
+
+def test_other_options_are_another_content_key(client: FlaskClient, queued: list[str]) -> None:
+    photo = _jpeg()
+    first = _post(client, photo, effects="color").get_json()
+    _finish_as_a_worker(client, first["id"], ["color", "mask"])
+    assert _post(client, photo, effects="color", max_size="512").status_code == 202
+    assert _post(client, _jpeg((65, 48)), effects="color").status_code == 202
+    assert len(queued) == 3
+
+
+def test_an_identical_upload_joins_the_job_in_flight(
+    client: FlaskClient, queued: list[str]
+) -> None:
+    photo = _jpeg()
+    before = _scrape(client)
+    leader = _post(client, photo).get_json()
+    follower = _post(client, photo, effects="dithering")
+    assert follower.status_code == 202 and follower.get_json()["cache"] == "joined"
+    assert queued == [leader["id"]]
+    _finish_as_a_worker(client, leader["id"], ALL_OUTPUTS)
+    done = client.get(follower.headers["Location"]).get_json()
+    assert done["status"] == "succeeded" and list(done["outputs"]) == ["dithering", "mask"]
+    after = _scrape(client)
+    assert _cache_moves(before, after) == (0, 1, 1)
+    assert _moved(before, after, "jobs_total", status="queued") == 2
+    assert _moved(before, after, "jobs_total", status="succeeded") == 2
+
+
+def test_only_the_missing_effects_are_queued(client: FlaskClient, queued: list[str]) -> None:
+    photo = _jpeg()
+    first = _post(client, photo, effects="color").get_json()
+    _finish_as_a_worker(client, first["id"], ["color", "mask"])
+    more = _post(client, photo, effects="color,popart")
+    assert more.status_code == 202
+    assert more.get_json()["cache"] == "partial"
+    assert queued == [first["id"], more.get_json()["id"]]
+
+
+ALL_OUTPUTS = ["color", "enhancedblackwhite", "popart", "dithering", "mask"]

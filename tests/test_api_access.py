@@ -241,3 +241,80 @@ def test_canceling_a_job_queues_its_webhook(hooked: FlaskClient, notified: list[
     hooked.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(ALICE))
     hooked.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(ALICE))
     assert notified == [job["id"]], "once, and only for the job that asked"
+
+
+# --- the result cache meets keys, idempotency, back-pressure, cancel and webhooks -------------
+
+
+def _cached(client: FlaskClient, photo: bytes, queued: list[str]) -> None:
+    """Submit ``photo`` as alice and finish it as a worker would, so it is in the cache."""
+    from tests.test_api import ALL_OUTPUTS, _finish_as_a_worker
+
+    first = _submit(client, data=photo)
+    assert first.status_code == 202 and queued[-1] == first.get_json()["id"]
+    _finish_as_a_worker(client, first.get_json()["id"], ALL_OUTPUTS)
+
+
+def test_a_cache_hit_is_the_submitters_job(make_app: Callable[..., Flask]) -> None:
+    queued: list[str] = []
+    client = make_app(ENQUEUE=queued.append).test_client()
+    photo = _jpeg((80, 60))
+    _cached(client, photo, queued)
+    key = {"Idempotency-Key": "bob-1"}
+    hit = _submit(client, key=BOB, data=photo, headers=key)
+    assert hit.status_code == 200 and hit.get_json()["cache"] == "hit"
+    location = hit.headers["Location"]
+    assert client.get(location, headers=_auth(BOB)).status_code == 200
+    assert client.get(location, headers=_auth(ALICE)).status_code == 404, "bob's, not alice's"
+    again = _submit(client, key=BOB, data=photo, headers=key)
+    assert again.status_code == 200 and again.get_json()["id"] == hit.get_json()["id"]
+    assert len(queued) == 1
+
+
+def test_a_full_queue_still_answers_cache_hits(
+    make_app: Callable[..., Flask], redis_client: redis.Redis
+) -> None:
+    queued: list[str] = []
+    client = make_app(ENQUEUE=queued.append, MAX_QUEUE_DEPTH=0).test_client()
+    photo = _jpeg((80, 60))
+    _cached(client, photo, queued)
+    redis_client.rpush("gpu", b"waiting")
+    assert _submit(client, data=photo).status_code == 200
+    refused = _submit(client, data=_jpeg((81, 60)))
+    assert refused.status_code == 503 and _error(refused) == "queue_full"
+    assert len(queued) == 1
+
+
+def test_canceling_a_leader_hands_its_followers_over(
+    make_app: Callable[..., Flask], notified: list[str]
+) -> None:
+    from storage.webhooks import WebhookSettings
+    from tests.test_api import ALL_OUTPUTS, _finish_as_a_worker
+    from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
+
+    queued: list[str] = []
+    webhooks = WebhookSettings(secrets=(NEW_SECRET,), allow=LOOPBACK)
+    client = make_app(ENQUEUE=queued.append, WEBHOOKS=webhooks, NOTIFY=notified.append)
+    client = client.test_client()
+    hook = {"webhook_url": "http://127.0.0.1:9/hook"}
+    photo = _jpeg((80, 60))
+    leader = _submit(client, data=photo, **hook).get_json()
+    followers = [_submit(client, key=BOB, data=photo, **hook).get_json() for _ in range(3)]
+    assert [f["cache"] for f in followers] == ["joined"] * 3 and queued == [leader["id"]]
+
+    def cancel(job: dict[str, Any], key: str = BOB) -> None:
+        assert client.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(key)).status_code == 200
+
+    cancel(followers[2])  # an attached job leaves its leader's list
+    cancel(leader, ALICE)  # the first follower leads now, the second attaches to it
+    assert queued == [leader["id"], followers[0]["id"]]
+    svc = client.application.extensions["cutout"]
+    assert svc.jobs.get(followers[1]["id"])["joined_job"] == followers[0]["id"]
+    _finish_as_a_worker(client, followers[0]["id"], ALL_OUTPUTS)
+    done = [client.get(f"/api/v2/jobs/{f['id']}", headers=_auth(BOB)).get_json() for f in followers]
+    assert [d["status"] for d in done] == ["succeeded", "succeeded", "canceled"]
+    hit = _submit(client, data=photo, **hook).get_json()
+    assert hit["status"] == "succeeded"
+    # The job store's hook queued each job's webhook once, however the job ended.
+    ended = [followers[2]["id"], leader["id"], followers[0]["id"], followers[1]["id"], hit["id"]]
+    assert notified == ended

@@ -28,6 +28,7 @@ def _photo_folder(folder: Path, photos: dict[str, bytes]) -> Path:
 
 
 def _check_cutout(effect: Path, mask: Path, long_edge: int) -> None:
+    """The effect's alpha is the mask; black-and-white effects in PNG are grey + alpha (LA)."""
     with Image.open(effect) as img, Image.open(mask) as alpha:
         # Colour effects are RGBA; grey ones (dithering as PNG) are grey + alpha.
         assert img.mode in ("RGBA", "LA") and max(img.size) == long_edge

@@ -19,7 +19,7 @@ from werkzeug.test import TestResponse
 from api.openapi import document
 from storage.jobs import JobStore, now_iso
 from storage.webhooks import WebhookSettings
-from tests.test_api import _jpeg
+from tests.test_api import ALL_OUTPUTS, _finish_as_a_worker, _jpeg
 from tests.test_api_access import ALICE, BOB, make_app  # noqa: F401 (fixture)
 from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
 
@@ -128,7 +128,13 @@ def test_every_answer_of_the_job_endpoints_is_documented(
     seen |= {big.status_code, _post(client).status_code}  # 413, 503
     redis_client.delete("gpu")
     seen |= {_post(client).status_code for _ in range(12)}  # over the 12 a minute: 429
-    assert seen == {202, 400, 401, 409, 413, 415, 422, 429, 503}
+    cached = make_app().test_client()
+    photo = _jpeg((70, 50))
+    _finish_as_a_worker(cached, _post(cached, image=photo).get_json()["id"], ALL_OUTPUTS)
+    hit = _post(cached, image=photo)
+    assert hit.get_json()["cache"] == "hit"
+    seen.add(hit.status_code)  # 200
+    assert seen == {200, 202, 400, 401, 409, 413, 415, 422, 429, 503}
 
     for response in (client.get(job, headers=auth), client.get("/api/v2/jobs/nope", headers=auth),
                      client.get(job, headers={"Authorization": f"Bearer {BOB}"}),
@@ -140,8 +146,11 @@ def test_every_answer_of_the_job_endpoints_is_documented(
     ):
         conforms("/api/v2/jobs/{job_id}", "delete", response)
 
+    # The seam ends jobs behind the result cache's back, so each app below sends a photo of its
+    # own: the same one would attach to the job still in flight from the app before.
+    photos = (_jpeg((64 + i, 48)) for i in range(1, 5))
     done = make_app(ENQUEUE=_finish(jobs, "succeeded")).test_client()
-    finished = _post(done, "/api/v2/process-with-effects", timeout="5")
+    finished = _post(done, "/api/v2/process-with-effects", next(photos), timeout="5")
     assert finished.status_code == 200 and finished.get_json()["outputs"]["color"]["width"] == 64
     finished_job = f"/api/v2/jobs/{finished.get_json()['id']}"
     conforms("/api/v2/jobs/{job_id}", "get", done.get(finished_job, headers=auth))
@@ -153,9 +162,9 @@ def test_every_answer_of_the_job_endpoints_is_documented(
         ("failed", "storage_error", 500),
     ):
         failing = make_app(ENQUEUE=_finish(jobs, status, code)).test_client()
-        assert _post(failing, "/api/v2/process-with-effects").status_code == expected
+        assert _post(failing, "/api/v2/process-with-effects", next(photos)).status_code == expected
     cancel = make_app(ENQUEUE=_finish(jobs, "canceled")).test_client()
-    assert _post(cancel, "/api/v2/process-with-effects").status_code == 409
+    assert _post(cancel, "/api/v2/process-with-effects", next(photos)).status_code == 409
     waiting = make_app().test_client()
     assert _post(waiting, "/api/v2/process-with-effects", timeout="0").status_code == 202
     assert _post(waiting, "/api/v2/process-with-effects", timeout="-1").status_code == 400

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from storage.settings import StorageSettings
 from tasks.flower import FlowerRefused, basic_auth
 from tests.conftest import ROOT
 
@@ -71,6 +72,16 @@ def test_the_compose_file_validates(docker_compose: Path) -> None:
     assert "gunicorn" in services["api"]["command"]
     assert "--appendonly" in services["redis"]["command"]
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "ops:pw"
+    # Every process that touches storage uses the bundled S3 store, once its bucket exists,
+    # with settings the start-up check accepts.
+    for name in ("api", "gpu-worker", "io-worker", "beat"):
+        service = services[name]
+        settings = StorageSettings.from_env(service["environment"]).validate()
+        assert settings.backend == "s3" and settings.s3_endpoint_url == "http://s3:9000", name
+        assert settings.cdn_base_url == f"http://127.0.0.1:9000/{settings.s3_bucket}", name
+        init = service["depends_on"]["s3-init"]
+        assert init["condition"] == "service_completed_successfully", name
+    assert "mc anonymous set download" in " ".join(services["s3-init"]["command"])
 
 
 def test_compose_refuses_flower_without_credentials(docker_compose: Path) -> None:

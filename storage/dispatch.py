@@ -1,0 +1,142 @@
+"""Where a recorded job goes, and how jobs end so that no attached job is ever stranded.
+
+A job whose outputs are all cached ends at once. One whose missing outputs an identical job
+(its *leader*) is already computing *follows* it: it waits, queued, and is finished from the
+cache when the leader succeeds. Otherwise it *leads*: it is queued for a worker, which
+computes only the missing outputs.
+
+Every end of a leader, however it comes (success, failure, cancel, a sweep after its record
+expired), goes through ``settle``, which hands each follower on exactly once:
+- the leader succeeded: the follower is finished from the cache;
+- the leader failed on the image itself (``invalid_image``): the follower, which sent the
+  same bytes, fails the same way;
+- anything else (a lost worker, a storage fault, a cancel): the follower is dispatched anew,
+  with its own staged input, and so leads or follows again.
+A follower keeps its staged input until it ends, for exactly that last case; a canceled
+follower leaves its leader's list. Every job ends through ``JobStore.update`` or ``create``,
+so the job store's ``on_terminal`` hook (webhook, metrics) runs once per job whichever path
+ended it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from storage.base import ObjectStore
+from storage.jobs import TERMINAL, JobStore, Record, ending, unless_ended
+from storage.keys import staging_key
+from storage.result_cache import Claim, Output, ResultCache, output_names
+
+log = logging.getLogger("cutout.dispatch")
+
+Enqueue = Callable[[str], None]
+
+# Failures that depend only on the uploaded bytes and options, which followers share.
+SHARED_FAILURES = frozenset({"invalid_image"})
+
+
+class Dispatcher:
+    def __init__(
+        self, jobs: JobStore, cache: ResultCache, store: ObjectStore, enqueue: Enqueue
+    ) -> None:
+        self.jobs = jobs
+        self.cache = cache
+        self.store = store
+        self.enqueue = enqueue
+
+    def dispatch(self, record: Record) -> tuple[Claim, Record]:
+        """Answer, attach or queue a recorded job whose input is staged; returns the claim and
+        the record as it now stands. If queueing fails, the job is failed and the error raised.
+        """
+        job_id = record["id"]
+        names = output_names(record["options"]["effects"])
+        claim = self.cache.claim(record["content_key"], job_id, names)
+        if claim.outcome == "hit":
+            finished = self.complete_from_cache(record, "hit")
+            return (claim, finished) if finished else self.dispatch(record)
+        if claim.outcome == "follow":
+            changes = {"cache": "joined", "joined_job": claim.leader}
+            return claim, self.jobs.update(job_id, unless_ended(changes)) or record
+        state = "miss" if len(claim.missing) == len(names) else "partial"
+        changes = {"cache": state, "joined_job": None}  # a follower handed over leads now
+        current = self.jobs.update(job_id, unless_ended(changes)) or record
+        try:
+            self.enqueue(job_id)
+        except Exception as exc:
+            self.fail(job_id, "enqueue_failed", f"could not queue the job: {exc}")
+            raise
+        return claim, current
+
+    def complete_from_cache(self, record: Record, how: str) -> Record | None:
+        """End the job with its outputs from the cache and return it; None (and nothing done)
+        if the cache no longer holds them all."""
+        names = output_names(record["options"]["effects"])
+        outputs = self.cache.lookup(record["content_key"], names)
+        if len(outputs) < len(names):
+            return None
+        return self.finish(record["id"], outputs, cache=how) or record  # or it expired
+
+    def finish(self, job_id: str, outputs: dict[str, Output], **fields: Any) -> Record | None:
+        """End a job as succeeded, drop its staged input, hand over its followers."""
+        record = self.jobs.update(job_id, ending("succeeded", outputs=outputs, **fields))
+        self._after_end(job_id, record)
+        return record
+
+    def fail(self, job_id: str, code: str, message: str) -> str:
+        """End a job as failed (unless it already ended), drop its staged input, hand over
+        its followers; returns the job's status afterwards."""
+        error = {"code": code, "message": message}
+        record = self.jobs.update(job_id, ending("failed", error=error))
+        self._after_end(job_id, record)
+        return record["status"] if record else "failed"
+
+    def _after_end(self, job_id: str, record: Record | None) -> None:
+        self.store.delete(staging_key(job_id))
+        if record is not None:
+            self.settle(record)
+
+    def canceled(self, record: Record) -> None:
+        """After a cancel: a follower leaves its leader's list; a leader hands its followers
+        over (they lead or follow anew, with their own staged inputs)."""
+        leader = record.get("joined_job")
+        if leader:
+            self.cache.detach(record["content_key"], leader, record["id"])
+        self.settle(record)
+
+    def settle(self, leader: Record) -> None:
+        """Hand over the followers of a job that has ended (any terminal status or expired);
+        a no-op for a job that led nothing or was settled already."""
+        for job_id in self.cache.release(leader["content_key"], leader["id"]):
+            try:
+                self._settle_follower(job_id, leader)
+            except Exception:  # one follower's trouble never strands the others
+                log.exception("could not settle job %s after job %s", job_id, leader["id"])
+
+    def _settle_follower(self, job_id: str, leader: Record) -> None:
+        record = self.jobs.get(job_id)
+        if record is None or record["status"] in TERMINAL:
+            return
+        if leader["status"] == "succeeded" and self.complete_from_cache(record, "joined"):
+            return
+        error = leader.get("error") or {}
+        if leader["status"] == "failed" and error.get("code") in SHARED_FAILURES:
+            self.fail(job_id, error["code"], error["message"])
+            return
+        log.info("job %s runs on its own: job %s ended %s", job_id, leader["id"], leader["status"])
+        self.dispatch(record)
+
+    def sweep(self, older_than: float) -> int:
+        """Settle leaders claimed more than ``older_than`` seconds ago that ended without
+        handing over (their process died in between) or whose record expired; returns how
+        many. A leader still queued or running is left alone: Celery redelivers its message
+        if its worker died."""
+        settled = 0
+        for content_key, job_id in self.cache.claims_older_than(older_than):
+            record = self.jobs.get(job_id)
+            if record is not None and record["status"] not in TERMINAL:
+                continue
+            self.settle(record or {"id": job_id, "content_key": content_key, "status": "expired"})
+            settled += 1
+        return settled

@@ -1,0 +1,33 @@
+"""What happens once when a job ends, in whichever process ends it.
+
+A job ends in a worker (its batch ran, or it was a follower handed over when its leader
+ended), in the ``io`` worker (the cleanup sweep hands over followers of leaders that died) or
+in the API (a cache hit answered at submit, a cancel, a job the queue refused, followers of a
+canceled leader). ``JobStore`` calls its ``on_terminal`` hook exactly once per job, in that
+process: this hook counts the job's end (``jobs_total``, ``job_duration_seconds``,
+``errors_total``), writes its terminal log line and queues its webhook.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from storage.jobs import OnTerminal, Record
+from storage.webhooks import webhook_trigger
+from tasks import metrics
+from tasks.logs import log_job_stage
+
+
+def job_end_hook(send_webhook: Callable[[str], None]) -> OnTerminal:
+    """The ``JobStore.on_terminal`` hook; ``send_webhook(job_id)`` queues a first delivery."""
+    webhook = webhook_trigger(send_webhook)
+
+    def ended(record: Record) -> None:
+        timings = record.get("timings") or {}
+        code = (record.get("error") or {}).get("code")
+        metrics.record_job_end(record["status"], timings, code)
+        # batch_id: the batch the job ran in, if it ran in one (not a hit or a follower).
+        log_job_stage(record["status"], record["id"], record.get("batch_id", ""), timings, code)
+        webhook(record)
+
+    return ended
