@@ -6,6 +6,7 @@ announces itself through a heartbeat that ``/readyz`` reads.
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -29,8 +30,17 @@ def _warm_model(sender: Any = None, **_: Any) -> None:
     if sender is None or not _consumes_gpu(sender):
         return
     from tasks.segment import segment
+    from workers.engines import EngineUnavailable
 
-    segment.runner.pipeline.segmenter.warm_up()
+    try:
+        segmenter = segment.runner.pipeline.segmenter
+    except (EngineUnavailable, FileNotFoundError, ValueError) as exc:
+        # Celery logs and swallows a signal handler's Exception; a worker without its model
+        # must not start (nor announce itself ready), so leave with the reason.
+        log.critical("the gpu worker cannot start: %s", exc)
+        raise SystemExit(1) from exc
+    # Kept on the segmenter (``cold_start_seconds``) for a metrics exporter to read.
+    log.info("cold_start_seconds %s", json.dumps(segmenter.warm_up(), sort_keys=True))
 
 
 @signals.worker_ready.connect
