@@ -63,8 +63,8 @@ class CompiledEngine:
             example = self._prepare(torch.zeros(batch_size, 3, ctx.size, ctx.size))
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.pt2")
-            with warnings.catch_warnings():  # torch's own deprecations inside export
-                warnings.simplefilter("ignore", FutureWarning)
+            with warnings.catch_warnings():  # torch's own deprecations from its internals
+                warnings.simplefilter("ignore")
                 with torch.inference_mode():
                     program = torch.export.export(model.eval(), (example,))
                 aoti_compile_and_package(program, package_path=str(partial))
