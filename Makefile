@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export CUTOUT_REDIS_URL ?= redis://127.0.0.1:6379/0
 export CUTOUT_MODEL_DIR ?= $(HOME)/.cache/cutout
 
-.PHONY: setup weights run test lint clean-venv
+.PHONY: setup weights run test lint clean-venv engines bench-engines
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+# Calibrate INT8 and run the quality gate, so CUTOUT_ENGINE=auto can choose by measurement.
+engines: weights
+	$(PY) -m workers.calibrate
+	$(PY) -m workers.engines.check
+
+bench-engines: weights
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench.engines
 
 clean-venv:
 	rm -rf $(VENV)

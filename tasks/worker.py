@@ -34,7 +34,7 @@ def _warm_model(sender: Any = None, **_: Any) -> None:
 
     try:
         segmenter = segment.runner.pipeline.segmenter
-    except (EngineUnavailable, FileNotFoundError, ValueError) as exc:
+    except (EngineUnavailable, FileNotFoundError, KeyError, ValueError) as exc:
         # Celery logs and swallows a signal handler's Exception; a worker without its model
         # must not start (nor announce itself ready), so leave with the reason.
         log.critical("the gpu worker cannot start: %s", exc)

@@ -218,7 +218,7 @@ def test_a_worker_asked_for_an_engine_it_cannot_run_does_not_start(
     env["CUTOUT_MODEL_DIR"] = str(tmp_path)  # no calibrated INT8 model here
     env["CUTOUT_CHECKPOINT"] = str(weights)
     args = [sys.executable, "-m", "celery", "-A", "tasks.worker", "worker", "--queues", "gpu",
-            "--pool", "threads", "--concurrency", "1", "--without-mingle", "--without-gossip"]  # fmt: skip
+            "--pool", "threads", "--without-mingle", "--without-gossip"]  # fmt: skip
     worker = _spawn(args, env, tmp_path / "worker.log")
     try:
         wait_until(lambda: worker.poll() is not None, 60, "the worker to give up")
