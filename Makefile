@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 export CUTOUT_REDIS_URL ?= redis://127.0.0.1:6379/0
 export CUTOUT_MODEL_DIR ?= $(HOME)/.cache/cutout
 
-.PHONY: setup weights run test lint clean-venv engines bench-engines
+.PHONY: setup weights run test lint clean-venv
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 # Calibrate INT8 and run the quality gate, so CUTOUT_ENGINE=auto can choose by measurement.
+.PHONY: engines bench-engines
 engines: weights
 	$(PY) -m workers.calibrate
 	$(PY) -m workers.engines.check

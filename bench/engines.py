@@ -125,7 +125,7 @@ def against_rembg(engines: dict[str, Engine], ctx: EngineContext, repeats: int) 
 
 def cold_child(engine: str) -> None:
     """In a fresh process: build, warm, one mask; print the cold start as JSON."""
-    segmenter = load_segmenter(WorkerSettings.from_env(), engine)
+    segmenter, _ = load_segmenter(WorkerSettings.from_env(), engine)
     cold = segmenter.warm_up()
     photo = torch.from_numpy(load_photos(PHOTOS[:1])[PHOTOS[0]]).permute(2, 0, 1)
     segmenter.predict([photo])

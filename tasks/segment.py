@@ -49,13 +49,8 @@ class SegmentTask(Batches):
         from workers.settings import WorkerSettings
 
         settings = WorkerSettings.from_env()
-        segmenter = load_segmenter(settings)
-        log.info(
-            "model %s ready: engine %s on %s",
-            settings.model,
-            segmenter.engine.name,
-            segmenter.device,
-        )
+        segmenter, seconds = load_segmenter(settings)
+        log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
         jobs = JobStore(
             self.redis, self.storage_settings.key_prefix, self.storage_settings.job_ttl_seconds

@@ -40,7 +40,8 @@ def _warm_model(sender: Any = None, **_: Any) -> None:
         log.critical("the gpu worker cannot start: %s", exc)
         raise SystemExit(1) from exc
     # Kept on the segmenter (``cold_start_seconds``) for a metrics exporter to read.
-    log.info("cold_start_seconds %s", json.dumps(segmenter.warm_up(), sort_keys=True))
+    cold = segmenter.warm_up()
+    log.info("engine %s warm; cold_start_seconds %s", segmenter.engine.name, json.dumps(cold))
 
 
 @signals.worker_ready.connect

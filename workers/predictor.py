@@ -103,8 +103,9 @@ def engine_context(settings: WorkerSettings, input_size: int | None = None) -> E
     )
 
 
-def load_segmenter(settings: WorkerSettings, engine: str | None = None) -> Segmenter:
-    """Build the engine once (``engine`` overrides ``settings.engine``).
+def load_segmenter(settings: WorkerSettings, engine: str | None = None) -> tuple[Segmenter, float]:
+    """Build the engine once (``engine`` overrides ``settings.engine``); returns the segmenter
+    and the seconds that took.
 
     Raises ``FileNotFoundError`` without weights and ``EngineUnavailable`` when the engine asked
     for cannot run here: both are start-up errors. The segmenter's ``cold_start_seconds`` holds
@@ -119,7 +120,7 @@ def load_segmenter(settings: WorkerSettings, engine: str | None = None) -> Segme
     cold = {"weight_load": ctx.weight_load_seconds, "engine_build": build - ctx.weight_load_seconds}
     if imported is not None:
         cold = {"import": imported, **cold}
-    return Segmenter(built, ctx.config, cold)
+    return Segmenter(built, ctx.config, cold), build
 
 
 def process_age_seconds() -> float | None:
