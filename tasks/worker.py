@@ -39,8 +39,18 @@ def _warm_model(sender: Any = None, **_: Any) -> None:
         # must not start (nor announce itself ready), so leave with the reason.
         log.critical("the gpu worker cannot start: %s", exc)
         raise SystemExit(1) from exc
-    # Kept on the segmenter (``cold_start_seconds``) for a metrics exporter to read.
-    cold = segmenter.warm_up()
+    segmenter.warm_up()  # fills segmenter.cold_start_seconds, logged once logging is set up
+
+
+@signals.worker_ready.connect
+def _log_cold_start(sender: Any = None, **_: Any) -> None:
+    worker = sender.controller if sender is not None else None
+    if worker is None or not _consumes_gpu(worker):
+        return
+    from tasks.segment import segment
+
+    segmenter = segment.runner.pipeline.segmenter  # its cold_start_seconds stay for exporters
+    cold = {k: round(v, 3) for k, v in segmenter.cold_start_seconds.items()}
     log.info("engine %s warm; cold_start_seconds %s", segmenter.engine.name, json.dumps(cold))
 
 

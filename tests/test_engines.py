@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.conftest import _spawn, _stop, stack_env, wait_until
+from tests.conftest import _spawn, _stop, stack_env, start_worker, wait_for_gpu_worker, wait_until
 from workers.engines import ENGINES, EngineContext, EngineUnavailable, build_engine
 from workers.engines.base import run_in_shapes
 from workers.engines.keys import artefact_key, device_name, model_hash
@@ -227,3 +228,25 @@ def test_a_worker_asked_for_an_engine_it_cannot_run_does_not_start(
     log = (tmp_path / "worker.log").read_text()
     assert worker.returncode != 0, log
     assert "cannot start: engine 'int8' needs the calibrated model" in log
+
+
+@pytest.mark.slow
+def test_a_worker_on_another_engine_warms_it_and_logs_its_cold_start(
+    redis_url: str, weights: Path, tmp_path: Path
+) -> None:
+    env = stack_env(redis_url, tmp_path / "files", CUTOUT_ENGINE="onnxruntime")
+    env["CUTOUT_MODEL_DIR"] = str(tmp_path)  # exports the ONNX file here on the way
+    env["CUTOUT_CHECKPOINT"] = str(weights)
+    worker = start_worker(env, tmp_path, name="onnx")
+    try:
+        wait_for_gpu_worker(redis_url)
+    finally:
+        _stop(worker)
+    log = (tmp_path / "onnx.log").read_text()
+    line = next(x for x in log.splitlines() if "cold_start_seconds" in x)
+    assert "engine onnxruntime warm" in line
+    cold = json.loads(line.split("cold_start_seconds", 1)[1])
+    assert set(cold) == {"import", "weight_load", "engine_build", "warm_up", "total"}
+    assert all(v >= 0 for v in cold.values())
+    assert cold["weight_load"] > 0, "the export needed the torch weights"
+    assert len(list(tmp_path.glob("*-fp32.onnx"))) == 1

@@ -3,8 +3,9 @@
 Exports the fp32 model to ONNX (once), then quantizes it statically with onnxruntime:
 int8 weights per output channel, uint8 activations whose ranges (min/max) come from running
 the calibration photos (real photos, none of which the quality gate judges on) through it.
-The first conv (it sees raw pixels) and everything from the last conv on (the logits, the
-sigmoid, the final upsampling: where 8 bits would move the 0.5 boundary) stay fp32. Writes
+The first conv (it sees raw pixels) and everything from the second-to-last conv on (the last
+decoder conv and its residual sum, the logits, the sigmoid, the final upsampling: where 8 bits
+move the 0.5 boundary most) stay fp32. Writes
 ``<model>-<hash>-int8.onnx`` into the model dir; then run ``python -m workers.engines.check``.
 """
 
@@ -31,12 +32,12 @@ from workers.settings import WorkerSettings
 
 
 def fp32_nodes(model_path: Path) -> list[str]:
-    """Nodes left unquantized: the first conv, and the last conv with all that follows it."""
+    """Nodes left unquantized: the first conv, and the last two convs with all that follows."""
     import onnx
 
     nodes = list(onnx.load(str(model_path), load_external_data=False).graph.node)
     convs = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
-    keep = [nodes[convs[0]]] + nodes[convs[-1] :]
+    keep = [nodes[convs[0]]] + nodes[convs[-2] :]
     return [node.name for node in keep]
 
 

@@ -62,7 +62,7 @@ class Segmenter:
 
     def warm_up(self) -> dict[str, float]:
         """Run one batch at each shape the engine prepared (captured or compiled), so the first
-        job pays for no lazy initialisation; returns the cold start with ``warm_up`` added."""
+        job pays for no lazy initialisation; adds ``warm_up`` and ``total`` to the cold start."""
         start = time.perf_counter()
         size = self.config.input_size
         for n in self.engine.warm_batch_sizes:
@@ -73,7 +73,7 @@ class Segmenter:
         self.cold_start_seconds["total"] = sum(
             v for k, v in self.cold_start_seconds.items() if k != "total"
         )
-        return {k: round(v, 3) for k, v in self.cold_start_seconds.items()}
+        return self.cold_start_seconds
 
     def predict(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         masks = self.engine.predict(self.preprocess(images))
