@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 
 from workers.engines import ENGINES, Engine, EngineContext, EngineUnavailable, build_engine
+from workers.engines.compiled import package_path
 from workers.engines.keys import device_name
 from workers.engines.ort import int8_path
 from workers.models.fetch import MEDIUM
@@ -39,6 +40,7 @@ from workers.predictor import Segmenter, engine_context, load_segmenter, process
 from workers.settings import WorkerSettings
 
 PHOTOS = ("astronaut", "chelsea", "coffee")
+ARTEFACTS = ("onnxruntime", "int8", "compiled", "tensorrt")  # engines that cache files
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -146,13 +148,17 @@ def cold_starts(names: list[str], settings: WorkerSettings, ctx: EngineContext) 
             "CUTOUT_CHECKPOINT": str(settings.checkpoint_path()),
         }
         for name in names:
-            for state in ("none cached", "cached"):
+            states = ("none cached", "cached") if name in ARTEFACTS else ("no artefact",)
+            for state in states:
+                if name in ("int8", "compiled") and state == "none cached":
+                    why = {"int8": "calibration", "compiled": "an AOTInductor compile"}[name]
+                    lines.append(f"| {name} | none cached | not run: needs {why} first |")
+                    continue
                 if name == "int8":
-                    if state == "none cached":  # it cannot run before calibration
-                        lines.append("| int8 | none cached | needs `python -m workers.calibrate` |")
-                        continue
-                    calibrated = int8_path(ctx)
-                    shutil.copy(calibrated, Path(tmp) / calibrated.name)
+                    shutil.copy(int8_path(ctx), Path(tmp) / int8_path(ctx).name)
+                if name == "compiled":
+                    packages = Path(tmp) / "compiled"
+                    shutil.copytree(ctx.artefact_dir / "compiled", packages, dirs_exist_ok=True)
                 proc = subprocess.run(
                     [sys.executable, "-m", "bench.engines", "--cold-child", name],
                     cwd=ROOT,
@@ -194,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (20 if cuda else 2)
     names = args.engines.split(",") if args.engines else list(ENGINES)
     notes = []
-    if not args.engines and not cuda:
-        # Compiling IS-Net with AOTInductor on a 2-core CPU takes many minutes; opt in.
+    if not args.engines and not cuda and not package_path(ctx, "fp32", 1).is_file():
+        # Compiling IS-Net with AOTInductor on a 2-core CPU takes minutes; opt in.
         names.remove("compiled")
-        notes.append("compiled: skipped on CPU by default (pass --engines ...,compiled)")
+        notes.append("compiled: skipped, no cached package (pass --engines ...,compiled)")
     if "eager" not in names:
         names.insert(0, "eager")  # the baseline of every ratio
     if set(all_batches) - set(batches):

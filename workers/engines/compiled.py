@@ -25,6 +25,18 @@ from workers.engines.keys import artefact_key, device_name
 log = logging.getLogger("cutout.engines")
 
 
+def package_path(ctx: EngineContext, precision: str, batch_size: int) -> Path:
+    key = artefact_key(
+        model_hash=ctx.model_hash,
+        precision=precision,
+        batch_size=batch_size,
+        input_size=ctx.size,
+        device=device_name(ctx.device),
+        library=f"torch-{torch.__version__}",
+    )
+    return ctx.artefact_dir / "compiled" / f"{key}.pt2"
+
+
 class CompiledEngine:
     name = "compiled"
 
@@ -34,27 +46,15 @@ class CompiledEngine:
         self.dtype = torch.float16 if cuda else torch.float32
         self.precision = "fp16" if cuda else "fp32"
         self.warm_batch_sizes = tuple(sorted(set(ctx.batch_sizes))) if cuda else (1,)
-        self.cache_dir = ctx.artefact_dir / "compiled"
         self.compiled_now: list[int] = []  # batch sizes compiled by this build (not loaded)
         self._runners = {n: self._load_or_compile(ctx, n) for n in self.warm_batch_sizes}
-
-    def package_path(self, ctx: EngineContext, batch_size: int) -> Path:
-        key = artefact_key(
-            model_hash=ctx.model_hash,
-            precision=self.precision,
-            batch_size=batch_size,
-            input_size=ctx.size,
-            device=device_name(ctx.device),
-            library=f"torch-{torch.__version__}",
-        )
-        return self.cache_dir / f"{key}.pt2"
 
     def _load_or_compile(
         self, ctx: EngineContext, batch_size: int
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         from torch._inductor import aoti_compile_and_package, aoti_load_package
 
-        path = self.package_path(ctx, batch_size)
+        path = package_path(ctx, self.precision, batch_size)
         if not path.is_file():
             log.info("compiling %s for batch %d (once; cached at %s)", self.name, batch_size, path)
             model = copy.deepcopy(ctx.model).to(self.device, self.dtype)
