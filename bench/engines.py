@@ -104,14 +104,18 @@ def against_rembg(engines: dict[str, Engine], ctx: EngineContext, repeats: int) 
     results: dict[str, float] = {}
     try:
         from rembg import new_session
-
-        session = new_session("dis_custom", model_path=str(ctx.artefact_dir / MEDIUM.filename))
-        pil = [Image.fromarray(p) for p in photos.values()]
-        results["rembg 2.0.86 dis_custom"] = _median_seconds(
-            lambda: [session.predict(img) for img in pil], repeats, ctx.device
-        ) / len(pil)
     except ImportError as exc:
         print(f"rembg skipped: {exc} (pip install -e '.[bench]')", file=sys.stderr)
+    else:
+        with tempfile.TemporaryDirectory(prefix="cutout-rembg-") as home:
+            # rembg only opens custom models under its home (U2NET_HOME): link ours in there.
+            (Path(home) / MEDIUM.filename).symlink_to(ctx.artefact_dir / MEDIUM.filename)
+            os.environ["U2NET_HOME"] = home
+            session = new_session("dis_custom", model_path=str(Path(home) / MEDIUM.filename))
+            pil = [Image.fromarray(p) for p in photos.values()]
+            results["rembg 2.0.86 dis_custom"] = _median_seconds(
+                lambda: [session.predict(img) for img in pil], repeats, ctx.device
+            ) / len(pil)
     for name, engine in engines.items():
         segmenter = Segmenter(engine, ctx.config)
         results[f"cutout {name}"] = _median_seconds(

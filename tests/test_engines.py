@@ -212,10 +212,19 @@ def test_compiled_package_is_cached_and_loaded_without_compiling(
         build_engine("compiled", small_context(tmp_path, model_hash="cd" * 32))
 
 
+@pytest.mark.parametrize(
+    ("engine", "reason"),
+    [
+        ("tensorrt", "cannot start: engine 'tensorrt' needs the torch-tensorrt package"),
+        ("int8", "cannot start: engine 'int8' needs the calibrated model"),
+    ],
+)
 def test_a_worker_asked_for_an_engine_it_cannot_run_does_not_start(
-    redis_url: str, weights: Path, tmp_path: Path
+    engine: str, reason: str, redis_url: str, weights: Path, tmp_path: Path
 ) -> None:
-    env = stack_env(redis_url, tmp_path / "files", CUTOUT_ENGINE="int8")
+    if engine == "tensorrt" and importlib.util.find_spec("torch_tensorrt") is not None:
+        pytest.skip("torch-tensorrt is installed")
+    env = stack_env(redis_url, tmp_path / "files", CUTOUT_ENGINE=engine)
     env["CUTOUT_MODEL_DIR"] = str(tmp_path)  # no calibrated INT8 model here
     env["CUTOUT_CHECKPOINT"] = str(weights)
     args = [sys.executable, "-m", "celery", "-A", "tasks.worker", "worker", "--queues", "gpu",
@@ -227,7 +236,8 @@ def test_a_worker_asked_for_an_engine_it_cannot_run_does_not_start(
         _stop(worker)
     log = (tmp_path / "worker.log").read_text()
     assert worker.returncode != 0, log
-    assert "cannot start: engine 'int8' needs the calibrated model" in log
+    assert reason in log
+    assert "ready." not in log, "it must not announce itself ready"
 
 
 @pytest.mark.slow
