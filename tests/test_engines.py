@@ -42,8 +42,9 @@ def small_context(tmp_path: Path, model_hash: str = "ab" * 32) -> EngineContext:
     )
 
 
-def record(engine: str, ms: float, passed: bool = True) -> EngineRecord:
-    return EngineRecord(engine, passed, 0.99, 0.995 if passed else 0.9, 0.99, 0.001, ms, 8, "t")
+def record(engine: str, speedup: float, passed: bool = True) -> EngineRecord:
+    iou = 0.995 if passed else 0.9
+    return EngineRecord(engine, passed, 0.99, iou, iou, 0.001, 100 / speedup, speedup, 8, "t")
 
 
 def file_report(ctx: EngineContext, records: list[EngineRecord], model_hash: str = "") -> None:
@@ -131,15 +132,15 @@ def test_auto_runs_the_fastest_engine_that_passed_and_can_run(
     file_report(
         ctx,
         [
-            record("eager", 100.0),
-            record("half", 10.0, passed=False),  # fastest, but refused by the gate
-            record("tensorrt", 5.0),  # passed on some host, cannot be built here
-            record("int8", 20.0),  # passed, but its calibrated file is gone
-            record("onnxruntime", 50.0),
+            record("eager", 1.0),
+            record("half", 10.0, passed=False),  # fast, but refused by the gate
+            record("tensorrt", 20.0),  # passed on some host, cannot be built here
+            record("int8", 5.0),  # passed, but its calibrated file is gone
+            record("onnxruntime", 2.0),
         ],
     )
     assert auto_order(
-        {r.engine: r for r in [record("eager", 100.0), record("half", 10.0, passed=False)]}
+        {r.engine: r for r in [record("eager", 1.0), record("half", 10.0, passed=False)]}
     ) == ["eager"]
     caplog.set_level(logging.INFO, "cutout.engines")
     engine = select_engine("auto", ctx)
@@ -150,7 +151,7 @@ def test_auto_runs_the_fastest_engine_that_passed_and_can_run(
 
 def test_auto_ignores_a_report_for_other_weights(tmp_path: Path) -> None:
     ctx = small_context(tmp_path)
-    file_report(ctx, [record("onnxruntime", 1.0), record("eager", 9.0)], model_hash="cd" * 32)
+    file_report(ctx, [record("onnxruntime", 9.0), record("eager", 1.0)], model_hash="cd" * 32)
     assert select_engine("auto", ctx).name == "eager"
 
 
@@ -158,7 +159,7 @@ def test_a_named_engine_is_built_even_after_failing_the_gate(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ctx = small_context(tmp_path)
-    file_report(ctx, [record("onnxruntime", 1.0, passed=False)])
+    file_report(ctx, [record("onnxruntime", 2.0, passed=False)])
     assert select_engine("onnxruntime", ctx).name == "onnxruntime"
     assert "failed the quality gate" in caplog.text
 

@@ -57,7 +57,7 @@ class GateResult:
     def passed(self) -> bool:
         return self.iou_mean >= self.min_iou
 
-    def record(self) -> EngineRecord:
+    def record(self, eager_ms: float) -> EngineRecord:
         return EngineRecord(
             engine=self.engine,
             passed=self.passed,
@@ -66,6 +66,7 @@ class GateResult:
             iou_min=round(self.iou_min, 5),
             mae=round(self.mae, 6),
             ms_per_image=round(self.ms_per_image, 2),
+            speedup=round(eager_ms / self.ms_per_image, 3),
             photos=len(self.ious),
             checked_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
@@ -113,7 +114,8 @@ class GateRun:
     skipped: dict[str, str]  # engines that cannot run here, and why
 
     def records(self) -> list[EngineRecord]:
-        return [r.record() for r in self.results]
+        eager_ms = self.results[0].ms_per_image
+        return [r.record(eager_ms) for r in self.results]
 
 
 def run_gate(ctx: EngineContext, names: Sequence[str], photos: dict[str, np.ndarray]) -> GateRun:

@@ -2,7 +2,8 @@
 
 One JSON file in the model dir. Entries are keyed by device name, torch version, weights hash
 and input size, so a report from another card, another torch or other weights is never read
-as this one's.
+as this one's. Speed is kept as a ratio to eager measured in the same run, so engines gated in
+separate runs (on a machine whose load changed in between) still compare fairly.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class EngineRecord:
     iou_min: float
     mae: float
     ms_per_image: float  # median over the gate's photos, batch 1
+    speedup: float  # eager's ms_per_image in the same run / this one's: what auto sorts by
     photos: int
     checked_at: str
 
@@ -44,9 +46,15 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def read_records(path: Path, key: str) -> dict[str, EngineRecord]:
-    """The records filed under ``key``; empty when the report or the entry does not exist."""
-    entry = _load(path).get(key, {})
-    return {name: EngineRecord(**rec) for name, rec in entry.get("engines", {}).items()}
+    """The records filed under ``key``; empty when the report or the entry does not exist.
+    A record of another layout (an older report) is left out: that engine counts as unchecked."""
+    records = {}
+    for name, rec in _load(path).get(key, {}).get("engines", {}).items():
+        try:
+            records[name] = EngineRecord(**rec)
+        except TypeError:
+            continue
+    return records
 
 
 def write_records(path: Path, key: str, records: list[EngineRecord]) -> None:

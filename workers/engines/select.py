@@ -27,10 +27,11 @@ def records_for(ctx: EngineContext) -> dict[str, EngineRecord]:
 
 
 def auto_order(records: dict[str, EngineRecord]) -> list[str]:
-    """Engines that passed the gate, fastest first, then ``eager``; never an unchecked one."""
+    """Engines that passed the gate, fastest first (by their speed-up over eager measured in
+    the same gate run), then ``eager``; never an unchecked one."""
     passed = sorted(
         (r for r in records.values() if r.passed and r.engine in ENGINES),
-        key=lambda r: r.ms_per_image,
+        key=lambda r: -r.speedup,
     )
     order = [r.engine for r in passed]
     return order if "eager" in order else [*order, "eager"]
