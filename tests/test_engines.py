@@ -155,6 +155,14 @@ def test_auto_ignores_a_report_for_other_weights(tmp_path: Path) -> None:
     assert select_engine("auto", ctx).name == "eager"
 
 
+def test_auto_treats_records_of_an_older_layout_as_unchecked(tmp_path: Path) -> None:
+    ctx = small_context(tmp_path)
+    key = report_key(device_name(ctx.device), torch.__version__, ctx.model_hash, ctx.size)
+    old = {"engine": "onnxruntime", "passed": True, "ms_per_image": 1.0}  # no speedup, no IoU
+    (tmp_path / REPORT_NAME).write_text(json.dumps({key: {"engines": {"onnxruntime": old}}}))
+    assert select_engine("auto", ctx).name == "eager"
+
+
 def test_a_named_engine_is_built_even_after_failing_the_gate(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
