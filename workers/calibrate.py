@@ -5,7 +5,7 @@ int8 weights per output channel, uint8 activations whose ranges (min/max) come f
 the calibration photos (real photos, none of which the quality gate judges on) through it.
 The first conv (it sees raw pixels) and everything from the second-to-last conv on (the last
 decoder conv and its residual sum, the logits, the sigmoid, the final upsampling: where 8 bits
-move the 0.5 boundary most) stay fp32. Writes
+move the 0.5 boundary most) stay fp32 (chosen by measurement: see bench/RESULTS.md). Writes
 ``<model>-<hash>-int8.onnx`` into the model dir; then run ``python -m workers.engines.check``.
 """
 
