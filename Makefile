@@ -76,5 +76,15 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Calibrate INT8 and run the quality gate, so CUTOUT_ENGINE=auto can choose by measurement.
+.PHONY: engines bench-engines
+engines: weights
+	$(PY) -m workers.calibrate
+	$(PY) -m workers.engines.check
+
+bench-engines: weights
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m bench.engines
+
 clean-venv:
 	rm -rf $(VENV)

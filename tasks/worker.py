@@ -7,6 +7,7 @@ before it takes a job, and announces itself through a heartbeat that ``/readyz``
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -66,11 +67,31 @@ def _warm_model(sender: Any = None, **_: Any) -> None:
         return
     from tasks import metrics
     from tasks.segment import segment
+    from workers.engines import EngineUnavailable
 
-    segmenter = segment.runner.pipeline.segmenter  # loads the model (timed as "load")
-    start = time.perf_counter()
-    segmenter.warm_up()
-    metrics.record_cold_start("warm_up", time.perf_counter() - start)
+    try:
+        segmenter = segment.runner.pipeline.segmenter  # loads the model (timed as "load")
+    except (EngineUnavailable, FileNotFoundError, KeyError, ValueError) as exc:
+        # Celery logs and swallows a signal handler's Exception; a worker without its model
+        # must not start (nor announce itself ready), so leave with the reason.
+        log.critical("the gpu worker cannot start: %s", exc)
+        raise SystemExit(1) from exc
+    segmenter.warm_up()  # fills segmenter.cold_start_seconds, logged once logging is set up
+    for phase, seconds in segmenter.cold_start_seconds.items():
+        if phase != "total":  # "total" is process start → ready, recorded by _record_ready
+            metrics.record_cold_start(phase, seconds)
+
+
+@signals.worker_ready.connect
+def _log_cold_start(sender: Any = None, **_: Any) -> None:
+    worker = sender.controller if sender is not None else None
+    if worker is None or not _consumes_gpu(worker):
+        return
+    from tasks.segment import segment
+
+    segmenter = segment.runner.pipeline.segmenter  # its cold_start_seconds stay for exporters
+    cold = {k: round(v, 3) for k, v in segmenter.cold_start_seconds.items()}
+    log.info("engine %s warm; cold_start_seconds %s", segmenter.engine.name, json.dumps(cold))
 
 
 @signals.worker_ready.connect

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from workers.engines import Engine, build_engine
+from workers.engines.base import Engine, EngineContext
+from workers.engines.keys import model_hash
+from workers.engines.select import select_engine
 from workers.models import build_model, model_config
 from workers.models.config import ModelConfig
 from workers.settings import WorkerSettings
+
+
+def preprocess(
+    images: Sequence[torch.Tensor], config: ModelConfig, size: int, device: torch.device
+) -> torch.Tensor:
+    """3×H×W uint8 images → B×3×size×size input normalised per ``config`` on ``device``."""
+    mean = torch.tensor(config.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(config.std, device=device).view(1, 3, 1, 1)
+    resized = [
+        F.interpolate(
+            img.to(device, non_blocking=True).unsqueeze(0).float(),
+            size=(size, size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+        for img in images
+    ]
+    return (torch.cat(resized) / 255.0 - mean) / std
 
 
 class Segmenter:
@@ -21,33 +44,36 @@ class Segmenter:
     at each image's own size.
     """
 
-    def __init__(self, engine: Engine, config: ModelConfig) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: ModelConfig,
+        cold_start_seconds: dict[str, float] | None = None,
+    ) -> None:
         self.engine = engine
         self.config = config
         self.device = engine.device
-        self._mean = torch.tensor(config.mean, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(config.std, device=self.device).view(1, 3, 1, 1)
+        # import / weight_load / engine_build / warm_up / total: kept for metrics exporters.
+        self.cold_start_seconds: dict[str, float] = dict(cold_start_seconds or {})
 
     def preprocess(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
         """B×3×S×S normalised model input (bilinear resize to the model's input size)."""
-        size = self.config.input_size
-        resized = [
-            F.interpolate(
-                img.to(self.device, non_blocking=True).unsqueeze(0).float(),
-                size=(size, size),
-                mode="bilinear",
-                align_corners=False,
-                antialias=True,
-            )
-            for img in images
-        ]
-        batch = torch.cat(resized) / 255.0
-        return (batch - self._mean) / self._std
+        return preprocess(images, self.config, self.config.input_size, self.device)
 
-    def warm_up(self, batch_size: int = 1) -> None:
-        """Run the engine once so the first job does not pay for lazy initialisation."""
+    def warm_up(self) -> dict[str, float]:
+        """Run one batch at each shape the engine prepared (captured or compiled), so the first
+        job pays for no lazy initialisation; adds ``warm_up`` and ``total`` to the cold start."""
+        start = time.perf_counter()
         size = self.config.input_size
-        self.engine.predict(torch.zeros(batch_size, 3, size, size, device=self.device))
+        for n in self.engine.warm_batch_sizes:
+            self.engine.predict(torch.zeros(n, 3, size, size, device=self.device))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.cold_start_seconds["warm_up"] = time.perf_counter() - start
+        self.cold_start_seconds["total"] = sum(
+            v for k, v in self.cold_start_seconds.items() if k != "total"
+        )
+        return self.cold_start_seconds
 
     def predict(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         masks = self.engine.predict(self.preprocess(images))
@@ -59,17 +85,50 @@ class Segmenter:
         ]
 
 
-def load_segmenter(settings: WorkerSettings, engine: str = "eager") -> tuple[Segmenter, float]:
-    """Build the model and engine once; returns the segmenter and the seconds it took."""
-    start = time.perf_counter()
-    config = model_config(settings.model)
+def engine_context(settings: WorkerSettings, input_size: int | None = None) -> EngineContext:
+    """What engines are built from; the weights themselves load only when an engine asks."""
     checkpoint = settings.checkpoint_path()
     if not checkpoint.is_file():
         raise FileNotFoundError(
             f"model weights not found at {checkpoint}; run `python -m workers.models fetch`"
         )
-    model = build_model(settings.model, checkpoint)
-    segmenter = Segmenter(
-        build_engine(engine, model, torch.device(settings.torch_device())), config
+    return EngineContext(
+        device=torch.device(settings.torch_device()),
+        config=model_config(settings.model),
+        model_hash=model_hash(checkpoint),
+        artefact_dir=settings.model_dir,
+        load_model=lambda: build_model(settings.model, checkpoint),
+        batch_sizes=settings.engine_batch_sizes(),
+        input_size=input_size,
     )
-    return segmenter, time.perf_counter() - start
+
+
+def load_segmenter(settings: WorkerSettings, engine: str | None = None) -> tuple[Segmenter, float]:
+    """Build the engine once (``engine`` overrides ``settings.engine``); returns the segmenter
+    and the seconds that took.
+
+    Raises ``FileNotFoundError`` without weights and ``EngineUnavailable`` when the engine asked
+    for cannot run here: both are start-up errors. The segmenter's ``cold_start_seconds`` holds
+    ``import`` (process start until here: interpreter, Celery, torch), ``weight_load`` and
+    ``engine_build`` (export, compile or cache load included); ``warm_up`` adds the rest.
+    """
+    imported = process_age_seconds()
+    start = time.perf_counter()
+    ctx = engine_context(settings)
+    built = select_engine(engine or settings.engine, ctx)
+    build = time.perf_counter() - start
+    cold = {"weight_load": ctx.weight_load_seconds, "engine_build": build - ctx.weight_load_seconds}
+    if imported is not None:
+        cold = {"import": imported, **cold}
+    return Segmenter(built, ctx.config, cold), build
+
+
+def process_age_seconds() -> float | None:
+    """Seconds since this process started (Linux ``/proc``); None where that is unknown."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # starttime, in ticks after boot
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return max(0.0, uptime - started)

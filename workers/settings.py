@@ -6,6 +6,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# CUTOUT_ENGINE's choices; ``workers.engines.registry.ENGINES`` holds one engine per name after
+# "auto" (a test keeps the two in step; settings must not import torch to validate a name).
+ENGINE_CHOICES = ("auto", "eager", "half", "compiled", "onnxruntime", "int8", "tensorrt")
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -14,6 +18,17 @@ class WorkerSettings:
     checkpoint: Path | None = None  # defaults to the fetched weights for the default model
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encode_threads: int = 0  # 0: one per CPU core
+    engine: str = "auto"  # one of ENGINE_CHOICES
+    max_batch: int = 8  # the batcher's flush size (CUTOUT_FLUSH_EVERY)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINE_CHOICES:
+            raise ValueError(
+                f"CUTOUT_ENGINE={self.engine!r} is not an engine; choose one of "
+                f"{', '.join(ENGINE_CHOICES)}"
+            )
+        if self.max_batch < 1:
+            raise ValueError(f"CUTOUT_FLUSH_EVERY must be at least 1, not {self.max_batch}")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> WorkerSettings:
@@ -26,6 +41,8 @@ class WorkerSettings:
             checkpoint=Path(checkpoint).expanduser() if checkpoint else None,
             device=env.get("CUTOUT_DEVICE", default.device),
             encode_threads=int(env.get("CUTOUT_ENCODE_THREADS", default.encode_threads)),
+            engine=env.get("CUTOUT_ENGINE", default.engine).strip().lower(),
+            max_batch=int(env.get("CUTOUT_FLUSH_EVERY", default.max_batch)),
         )
 
     def checkpoint_path(self) -> Path:
@@ -41,3 +58,9 @@ class WorkerSettings:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def engine_batch_sizes(self) -> tuple[int, ...]:
+        """The batch shapes engines prepare (CUDA graphs, compiled packages): powers of two
+        below the batcher's flush size, and the flush size itself; others pad up to these."""
+        sizes = {1 << i for i in range(self.max_batch.bit_length()) if 1 << i < self.max_batch}
+        return tuple(sorted(sizes | {self.max_batch}))

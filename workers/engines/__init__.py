@@ -1,42 +1,12 @@
-"""Ways of running a segmentation model, all behind one interface.
+"""Ways of running a segmentation model, all behind one interface (``base.Engine``).
 
-``Engine.predict(batch)`` takes a B×3×H×W float32 tensor, normalised per the model's config,
-on the engine's device, and returns B×1×H×W mask probabilities (float32, in [0, 1]).
+One module per engine (``eager``, ``half``, ``compiled``, ``ort`` for ``onnxruntime`` and
+``int8``, ``tensorrt``), a registry (``registry.ENGINES``), the quality gate (``gate``,
+``python -m workers.engines.check``) and its report, and ``select`` which turns
+``CUTOUT_ENGINE`` (``auto`` included) into a built engine.
 """
 
-from __future__ import annotations
+from workers.engines.base import Engine, EngineContext, EngineUnavailable
+from workers.engines.registry import ENGINES, build_engine
 
-from typing import Protocol
-
-import torch
-from torch import nn
-
-
-class Engine(Protocol):
-    name: str
-    device: torch.device
-
-    def predict(self, batch: torch.Tensor) -> torch.Tensor: ...
-
-
-class EagerEngine:
-    """fp32 eager PyTorch: the reference every other engine is held to."""
-
-    name = "eager"
-
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
-        self.device = device
-        self.model = model.to(device).eval()
-
-    @torch.inference_mode()
-    def predict(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch.to(self.device, torch.float32)).float()
-
-
-ENGINES = {"eager": EagerEngine}
-
-
-def build_engine(name: str, model: nn.Module, device: torch.device) -> Engine:
-    if name not in ENGINES:
-        raise KeyError(f"unknown engine {name!r}; known: {', '.join(sorted(ENGINES))}")
-    return ENGINES[name](model, device)
+__all__ = ["ENGINES", "Engine", "EngineContext", "EngineUnavailable", "build_engine"]
