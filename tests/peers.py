@@ -1,0 +1,173 @@
+"""Independent implementations the native models are held to, imported without what they
+cannot import here.
+
+- ``transparent_background`` 1.3.4 (the InSPyReNet SwinB peer), installed ``--no-deps``: only its
+  model modules are imported; its package ``__init__`` pulls in the GUI, the downloader,
+  albumentations and torchvision, none of which the model uses.
+- ``timm`` 1.0.31 (Swin layers for the peer, Res2Net for our backbone), installed ``--no-deps``:
+  its package imports torchvision at import time (datasets, transforms, FrozenBatchNorm2d), and
+  PyPI's torchvision does not import beside this torch. While timm is imported, a placeholder
+  ``torchvision`` answers those imports with classes that raise if they are ever used; neither
+  the Swin layers nor Res2Net use them. The placeholder is removed once timm is imported.
+- kornia (its real morphology, which the peer's pyramid blending calls) imports as it is.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class _Unavailable(type):
+    def __getattr__(cls, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Unavailable(name, (), {})
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError(f"torchvision.{cls.__name__} is a placeholder: torchvision is absent")
+
+
+class _PlaceholderModule(types.ModuleType):
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return _Unavailable(name, (), {})
+
+
+class _TorchvisionPlaceholder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, fullname, path, target=None):  # type: ignore[no-untyped-def]
+        if fullname.split(".")[0] == "torchvision":
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    def create_module(self, spec):  # type: ignore[no-untyped-def]
+        module = _PlaceholderModule(spec.name)
+        module.__path__ = []
+        return module
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        pass
+
+
+def import_timm() -> types.ModuleType:
+    if "timm" in sys.modules:
+        return sys.modules["timm"]
+    if "torchvision" in sys.modules:
+        raise RuntimeError("a torchvision module is already imported; cannot place a placeholder")
+    finder = _TorchvisionPlaceholder()
+    sys.meta_path.insert(0, finder)
+    try:
+        import timm
+        import timm.layers
+        import timm.models.res2net  # noqa: F401
+    finally:
+        sys.meta_path.remove(finder)
+        for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
+            del sys.modules[name]
+    return timm
+
+
+def import_transparent_background() -> types.ModuleType:
+    """``transparent_background.InSPyReNet`` without running the package's ``__init__``."""
+    import_timm()
+    if "transparent_background" not in sys.modules:
+        spec = importlib.util.find_spec("transparent_background")
+        if spec is None or not spec.submodule_search_locations:
+            raise ImportError("transparent-background is not installed (make setup installs it)")
+        package = types.ModuleType("transparent_background")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["transparent_background"] = package
+    return importlib.import_module("transparent_background.InSPyReNet")
+
+
+def peer_swinb(base_size: int, threshold: int | None = None) -> nn.Module:
+    """transparent-background's ``InSPyReNet_SwinB`` (random init), in eval mode."""
+    peer = import_transparent_background()
+    model = peer.InSPyReNet_SwinB(
+        depth=64, pretrained=False, base_size=[base_size, base_size], threshold=threshold
+    )
+    return model.eval()
+
+
+def timm_res2net50_v1b() -> nn.Module:
+    """timm's ``res2net50d`` (deep stem, average-pool shortcuts: Res2Net v1b) with InSPyReNet's
+    dilations set on its 3×3 convs (timm trades stride for dilation; InSPyReNet keeps both),
+    returning the five feature maps InSPyReNet reads."""
+    timm = import_timm()
+    model = timm.models.res2net.res2net50d(pretrained=False)
+    for layer, dilations in ((model.layer3, [2] * 6), (model.layer4, [4, 8, 16])):
+        for block, d in zip(layer, dilations, strict=True):
+            for conv in block.convs:
+                conv.dilation, conv.padding = (d, d), (d, d)
+
+    def features(self: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        outs = [x]
+        for layer in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = layer(x)
+            outs.append(x)
+        return outs
+
+    model.forward = types.MethodType(features, model)
+    return model.eval()
+
+
+def peer_res2net50(base_size: int, threshold: int | None = None) -> nn.Module:
+    """The peer's InSPyReNet head on timm's Res2Net: the repository's InSPyReNet_Res2Net50,
+    assembled from the two independent implementations (same state-dict keys, fc included)."""
+    peer = import_transparent_background()
+    model = peer.InSPyReNet(
+        timm_res2net50_v1b(),
+        [64, 256, 512, 1024, 2048],
+        depth=64,
+        base_size=[base_size, base_size],
+        threshold=threshold,
+    )
+    return model.eval()
+
+
+@torch.no_grad()
+def randomize_(
+    model: nn.Module, run: Callable[[torch.Tensor], Any], sizes: tuple[int, ...], seed: int = 0
+) -> nn.Module:
+    """Give every parameter and float buffer non-trivial values that keep activations near 1.
+
+    Multi-dimensional weights keep their (random) initialisation; the 1-D tensors that start as
+    constants (norm scales and shifts, biases, the attention gains that start at zero, SICA's
+    thresholds) are perturbed. Batch-norm statistics are then taken from one forward pass
+    (``run``) over six ``smooth_image``s at each of ``sizes``, so that logits stay in the sigmoid's range
+    instead of growing through the decoder's un-activated convs.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    for tensor in model.state_dict().values():
+        if tensor.is_floating_point() and tensor.dim() == 1:
+            tensor.add_(torch.randn(tensor.shape, generator=gen) * 0.2)
+    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    for norm in norms:
+        norm.train()
+        norm.reset_running_stats()
+        norm.momentum = None  # running statistics := the average over the calibration passes
+    for size in sizes:
+        run(smooth_image(6, size, seed))
+    for norm in norms:
+        norm.eval()
+    return model
+
+
+def smooth_image(batch: int, size: int, seed: int = 0) -> torch.Tensor:
+    """A normalised-looking random image with structure at every scale (blobs plus grain), so a
+    resized copy has about the statistics of the original, as a photo does."""
+    gen = torch.Generator().manual_seed(seed)
+    blobs = torch.randn(batch, 3, 6, 6, generator=gen) * 1.5
+    image = F.interpolate(blobs, size=(size, size), mode="bicubic", align_corners=False)
+    return image + 0.1 * torch.randn(batch, 3, size, size, generator=gen)
