@@ -38,6 +38,21 @@ def weights() -> Path:
 
 
 @pytest.fixture(scope="session")
+def inspyrenet_swinb_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights for InSPyReNet SwinB in transparent-background's ``ckpt_*.pth`` format,
+    written by that package's own model (see tests/peers.py)."""
+    import torch
+
+    from tests.peers import peer_swinb, randomize_
+
+    peer = peer_swinb(64)
+    randomize_(peer, peer.forward_inspyre, (64, 128))
+    path = tmp_path_factory.mktemp("inspyrenet") / "ckpt_fast.pth"
+    torch.save(peer.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     proc = start(port, tmp_path_factory.mktemp("redis"))
@@ -137,15 +152,24 @@ def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
+def stack_extra_env() -> dict[str, str]:
+    """Environment a test module adds to its stack's processes (override it to change model)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
 def stack(
-    redis_url: str, weights: Path, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str,
+    weights: Path,
+    stack_extra_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     """gunicorn serving the API and a Celery worker on the gpu queue, both real processes."""
     redis.Redis.from_url(redis_url).flushdb()
     base = tmp_path_factory.mktemp("stack")
     files, logs = base / "files", base / "logs"
     logs.mkdir()
-    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3")
+    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", **stack_extra_env)
     worker = start_worker(env, logs)
     port = free_port()
     api = _spawn(

@@ -19,6 +19,7 @@ import importlib.machinery
 import importlib.util
 import sys
 import types
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -93,9 +94,11 @@ def import_transparent_background() -> types.ModuleType:
 def peer_swinb(base_size: int, threshold: int | None = None) -> nn.Module:
     """transparent-background's ``InSPyReNet_SwinB`` (random init), in eval mode."""
     peer = import_transparent_background()
-    model = peer.InSPyReNet_SwinB(
-        depth=64, pretrained=False, base_size=[base_size, base_size], threshold=threshold
-    )
+    with warnings.catch_warnings():  # its Swin calls torch.meshgrid without indexing=
+        warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+        model = peer.InSPyReNet_SwinB(
+            depth=64, pretrained=False, base_size=[base_size, base_size], threshold=threshold
+        )
     return model.eval()
 
 
@@ -144,9 +147,9 @@ def randomize_(
 
     Multi-dimensional weights keep their (random) initialisation; the 1-D tensors that start as
     constants (norm scales and shifts, biases, the attention gains that start at zero, SICA's
-    thresholds) are perturbed. Batch-norm statistics are then taken from one forward pass
-    (``run``) over six ``smooth_image``s at each of ``sizes``, so that logits stay in the sigmoid's range
-    instead of growing through the decoder's un-activated convs.
+    thresholds) are perturbed. Batch-norm statistics are then averaged over forward passes
+    (``run``) of six ``smooth_image``s at each of ``sizes``, so that logits stay in the
+    sigmoid's range instead of growing through the decoder's un-activated convs.
     """
     gen = torch.Generator().manual_seed(seed)
     for tensor in model.state_dict().values():

@@ -65,7 +65,7 @@ def _resize(x: torch.Tensor, size: torch.Size | tuple[int, int]) -> torch.Tensor
 
 @dataclass
 class Pyramid:
-    """One pass's saliency pyramid: the 1/8 logits, three Laplacians (coarse to fine), the result."""
+    """One pass's saliency pyramid: 1/8 logits, three Laplacians (coarse to fine), the result."""
 
     coarse: torch.Tensor
     laplacians: tuple[torch.Tensor, torch.Tensor, torch.Tensor]

@@ -28,7 +28,9 @@ class ConvBN(nn.Module):
         super().__init__()
         kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
         padding = (dilation * (kh - 1) // 2, dilation * (kw - 1) // 2)
-        self.conv = nn.Conv2d(in_ch, out_ch, (kh, kw), padding=padding, dilation=dilation, bias=False)
+        self.conv = nn.Conv2d(
+            in_ch, out_ch, (kh, kw), padding=padding, dilation=dilation, bias=False
+        )
         self.bn = nn.BatchNorm2d(out_ch) if bn else None
         self.relu = nn.ReLU(inplace=True) if relu else None
 

@@ -1,1 +1,1 @@
-"""Feature extractors shared by model families: each returns a list of feature maps, finest first."""
+"""Feature extractors for the model families: each returns a list of feature maps, finest first."""

@@ -191,7 +191,9 @@ class SwinTransformer(nn.Module):
         self.channels = [spec.embed_dim, *dims]
         self.layers = nn.ModuleList(
             SwinStage(dim, depth, heads, spec, last=i == len(dims) - 1)
-            for i, (dim, depth, heads) in enumerate(zip(dims, spec.depths, spec.num_heads))
+            for i, (dim, depth, heads) in enumerate(
+                zip(dims, spec.depths, spec.num_heads, strict=True)
+            )
         )
         for i, dim in enumerate(dims):
             self.add_module(f"norm{i}", nn.LayerNorm(dim))
