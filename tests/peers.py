@@ -92,9 +92,11 @@ def import_transparent_background() -> types.ModuleType:
 
 
 def peer_swinb(base_size: int, threshold: int | None = None) -> nn.Module:
-    """transparent-background's ``InSPyReNet_SwinB`` (random init), in eval mode."""
+    """transparent-background's ``InSPyReNet_SwinB`` (seeded random init), in eval mode."""
     peer = import_transparent_background()
-    with warnings.catch_warnings():  # its Swin calls torch.meshgrid without indexing=
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        torch.manual_seed(0)
+        # Its Swin calls torch.meshgrid without indexing=.
         warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
         model = peer.InSPyReNet_SwinB(
             depth=64, pretrained=False, base_size=[base_size, base_size], threshold=threshold
@@ -107,7 +109,9 @@ def timm_res2net50_v1b() -> nn.Module:
     dilations set on its 3×3 convs (timm trades stride for dilation; InSPyReNet keeps both),
     returning the five feature maps InSPyReNet reads."""
     timm = import_timm()
-    model = timm.models.res2net.res2net50d(pretrained=False)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = timm.models.res2net.res2net50d(pretrained=False)
     for layer, dilations in ((model.layer3, [2] * 6), (model.layer4, [4, 8, 16])):
         for block, d in zip(layer, dilations, strict=True):
             for conv in block.convs:
@@ -129,13 +133,16 @@ def peer_res2net50(base_size: int, threshold: int | None = None) -> nn.Module:
     """The peer's InSPyReNet head on timm's Res2Net: the repository's InSPyReNet_Res2Net50,
     assembled from the two independent implementations (same state-dict keys, fc included)."""
     peer = import_transparent_background()
-    model = peer.InSPyReNet(
-        timm_res2net50_v1b(),
-        [64, 256, 512, 1024, 2048],
-        depth=64,
-        base_size=[base_size, base_size],
-        threshold=threshold,
-    )
+    backbone = timm_res2net50_v1b()
+    with torch.random.fork_rng():
+        torch.manual_seed(1)
+        model = peer.InSPyReNet(
+            backbone,
+            [64, 256, 512, 1024, 2048],
+            depth=64,
+            base_size=[base_size, base_size],
+            threshold=threshold,
+        )
     return model.eval()
 
 

@@ -28,6 +28,7 @@ from workers.models import CheckpointError, build_model
 from workers.models.backbones.res2net import Res2Net
 from workers.models.checkpoint import assign_weights, read_state_dict
 from workers.models.inspyrenet import InSPyReNet, checkpoint_filter_fn
+from workers.models.resize import resize_antialiased
 from workers.settings import WorkerSettings
 
 BASE = 64  # reduced base size; inputs above it go through pyramid blending
@@ -200,14 +201,24 @@ def test_truncated_checkpoint_is_refused(
         build_model("inspyrenet-res2net50", broken)
 
 
-def test_forward_compiles_without_graph_breaks(swinb_pair: tuple[nn.Module, nn.Module]) -> None:
-    """torch.compile/TensorRT need one graph: only shapes steer the Python control flow. The
-    blending path holds both single passes, so tracing it covers the base-size path too."""
+@pytest.mark.slow
+def test_forward_exports_as_one_graph(swinb_pair: tuple[nn.Module, nn.Module]) -> None:
+    """torch.export (the compiled and TensorRT engines' first step) needs one graph: only shapes
+    steer the Python control flow. The blending path holds both single passes, so exporting it
+    covers the base-size path too."""
     ours, _ = swinb_pair
-    compiled = torch.compile(ours, backend="eager", fullgraph=True, dynamic=False)
     x = smooth_image(1, 2 * BASE, seed=9)
     with torch.inference_mode():
-        assert (compiled(x) - ours(x)).abs().max().item() <= TOLERANCE
+        exported = torch.export.export(ours, (x,)).module()
+        assert (exported(x) - ours(x)).abs().max().item() <= TOLERANCE
+
+
+def test_antialiased_resize_equals_torch_interpolate() -> None:
+    """The pyramid's low-resolution input, built from matrix products so that it exports."""
+    x = smooth_image(2, 131, seed=10)[:, :, :, :97]
+    for size in [(64, 64), (40, 77), (384, 384)]:
+        expected = F.interpolate(x, size=size, mode="bilinear", antialias=True)
+        assert (resize_antialiased(x, size) - expected).abs().max().item() <= 1e-5
 
 
 def test_a_model_without_fetched_weights_needs_a_checkpoint() -> None:

@@ -7,7 +7,7 @@ runs once. Given a larger input it runs twice, on the input resized to the base 
 low-resolution pyramid) and on the input itself (the high-resolution one), and blends them: the
 coarse map comes from the low-resolution result and each finer level keeps the high-resolution
 Laplacian only near the object's boundary. The branch depends on the input's shape alone, so a
-fixed input size gives one static graph (torch.compile, TensorRT).
+fixed input size gives one static graph (torch.export, torch.compile, TensorRT).
 
 Variants are rows of ``INSPYRENET_VARIANTS``; checkpoints of the ``transparent-background``
 package and of the InSPyReNet repository go through ``checkpoint_filter_fn``.
@@ -26,6 +26,7 @@ from workers.models.backbones.swin import SwinTransformer
 from workers.models.config import ModelConfig
 from workers.models.inspyrenet_blocks import SICA, PAADecoder, PAAEncoder
 from workers.models.pyramid import LaplacianPyramid, Transition
+from workers.models.resize import resize_antialiased
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -73,8 +74,9 @@ class Pyramid:
 
 
 class InSPyReNet(nn.Module):
-    """``forward(x)``: x is B×3×H×W, normalised with ImageNet mean/std, at the base size or larger;
-    returns B×1×H×W saliency in [0, 1], min-max scaled per image."""
+    """``forward(x)``: x is B×3×H×W, normalised with ImageNet mean/std; returns B×1×H×W saliency
+    in [0, 1], min-max scaled per image. Inputs larger than the base size on both sides go
+    through pyramid blending; others take one pass at their own size."""
 
     def __init__(self, backbone: str, base_size: int, depth: int = 64) -> None:
         super().__init__()
@@ -120,10 +122,10 @@ class InSPyReNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         base = (self.base_size, self.base_size)
-        if tuple(x.shape[-2:]) == base:
+        if min(x.shape[-2:]) <= self.base_size:  # one pass at the input's own size
             logits = self.pyramid(x).logits
         else:
-            low = F.interpolate(x, size=base, mode="bilinear", align_corners=False, antialias=True)
+            low = resize_antialiased(x, base)  # as PIL shrinks the reference's low-res input
             logits = self.blend(self.pyramid(low), self.pyramid(x))
         pred = torch.sigmoid(logits.float())
         # Per image, so that an image's mask never depends on its batch-mates (the reference

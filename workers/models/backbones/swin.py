@@ -41,6 +41,12 @@ def _relative_position_index(window: int) -> torch.Tensor:
     return rel[..., 0] * (2 * window - 1) + rel[..., 1]
 
 
+def _pad_to(n: int, multiple: int) -> int:
+    """What ``n`` lacks to a whole number of ``multiple``s. Non-negative operands only: traced
+    exports (ONNX) truncate integer division where Python floors."""
+    return (multiple - n % multiple) % multiple
+
+
 def _partition(x: torch.Tensor, window: int) -> torch.Tensor:
     """B×H×W×C → (B·nW)×window²×C."""
     b, h, w, c = x.shape
@@ -120,7 +126,7 @@ class SwinBlock(nn.Module):
     def forward(self, x: torch.Tensor, h: int, w: int, mask: torch.Tensor) -> torch.Tensor:
         b, _, c = x.shape
         y = self.norm1(x).view(b, h, w, c)
-        pad_b, pad_r = (-h) % self.window, (-w) % self.window
+        pad_b, pad_r = _pad_to(h, self.window), _pad_to(w, self.window)
         y = F.pad(y, (0, 0, 0, pad_r, 0, pad_b))
         hp, wp = h + pad_b, w + pad_r
         if self.shift:
@@ -160,7 +166,7 @@ class SwinStage(nn.Module):
 
     def forward(self, x: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (this stage's output, the input of the next stage)."""
-        hp, wp = -(-h // self.window) * self.window, -(-w // self.window) * self.window
+        hp, wp = h + _pad_to(h, self.window), w + _pad_to(w, self.window)
         mask = _shift_mask(hp, wp, self.window, self.shift, x)
         for block in self.blocks:
             x = block(x, h, w, mask)
@@ -176,7 +182,7 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        x = self.proj(F.pad(x, (0, (-w) % self.patch, 0, (-h) % self.patch)))
+        x = self.proj(F.pad(x, (0, _pad_to(w, self.patch), 0, _pad_to(h, self.patch))))
         return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
