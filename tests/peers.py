@@ -146,38 +146,71 @@ def peer_res2net50(base_size: int, threshold: int | None = None) -> nn.Module:
     return model.eval()
 
 
+CALIBRATION_PHOTOS = ("rocket", "hubble_deep_field", "immunohistochemistry", "retina", "coffee")
+
+
+def photos(names: tuple[str, ...] | list[str], size: int) -> torch.Tensor:
+    """scikit-image's bundled photos as a model input: RGB, antialiased resize to size×size,
+    ImageNet mean/std (InSPyReNet's preprocessing)."""
+    from skimage import data
+
+    from workers.models.inspyrenet import IMAGENET_MEAN, IMAGENET_STD
+
+    images = [torch.from_numpy(getattr(data, n)()[..., :3].copy()) for n in names]
+    batch = torch.stack(
+        [
+            F.interpolate(
+                img.permute(2, 0, 1)[None].float() / 255,
+                size=(size, size),
+                mode="bilinear",
+                antialias=True,
+            )[0]
+            for img in images
+        ]
+    )
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    return (batch - mean) / std
+
+
 @torch.no_grad()
 def randomize_(
-    model: nn.Module, run: Callable[[torch.Tensor], Any], sizes: tuple[int, ...], seed: int = 0
+    model: nn.Module,
+    run: Callable[[torch.Tensor], Any],
+    sizes: tuple[int, ...],
+    calibration: tuple[str, ...] = CALIBRATION_PHOTOS,
 ) -> nn.Module:
     """Give every parameter and float buffer non-trivial values that keep activations near 1.
 
     Multi-dimensional weights keep their (random) initialisation; the 1-D tensors that start as
     constants (norm scales and shifts, biases, the attention gains that start at zero, SICA's
-    thresholds) are perturbed. Batch-norm statistics are then averaged over forward passes
-    (``run``) of six ``smooth_image``s at each of ``sizes``, so that logits stay in the
-    sigmoid's range instead of growing through the decoder's un-activated convs.
+    thresholds) are perturbed. Then ``calibrate_`` sets the batch-norm statistics.
     """
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(0)
     for tensor in model.state_dict().values():
         if tensor.is_floating_point() and tensor.dim() == 1:
             tensor.add_(torch.randn(tensor.shape, generator=gen) * 0.2)
+    return calibrate_(model, run, sizes, calibration)
+
+
+@torch.no_grad()
+def calibrate_(
+    model: nn.Module,
+    run: Callable[[torch.Tensor], Any],
+    sizes: tuple[int, ...],
+    calibration: tuple[str, ...] = CALIBRATION_PHOTOS,
+) -> nn.Module:
+    """Batch-norm statistics := their average over forward passes (``run``) of real photos at
+    each of ``sizes``, so that logits stay in the sigmoid's range on photos instead of growing
+    through the decoder's un-activated convs. SICA sums over a grid set by the base size, so
+    weights calibrated for one base size saturate at another: calibrate at the one in use."""
     norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for norm in norms:
         norm.train()
         norm.reset_running_stats()
-        norm.momentum = None  # running statistics := the average over the calibration passes
+        norm.momentum = None
     for size in sizes:
-        run(smooth_image(6, size, seed))
+        run(photos(calibration, size))
     for norm in norms:
         norm.eval()
     return model
-
-
-def smooth_image(batch: int, size: int, seed: int = 0) -> torch.Tensor:
-    """A normalised-looking random image with structure at every scale (blobs plus grain), so a
-    resized copy has about the statistics of the original, as a photo does."""
-    gen = torch.Generator().manual_seed(seed)
-    blobs = torch.randn(batch, 3, 6, 6, generator=gen) * 1.5
-    image = F.interpolate(blobs, size=(size, size), mode="bicubic", align_corners=False)
-    return image + 0.1 * torch.randn(batch, 3, size, size, generator=gen)

@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.peers import (
+    calibrate_,
     peer_res2net50,
     peer_swinb,
+    photos,
     randomize_,
-    smooth_image,
     timm_res2net50_v1b,
 )
 from workers.models import CheckpointError, build_model
@@ -52,10 +53,12 @@ def assert_same_saliency(ours: torch.Tensor, peer: torch.Tensor) -> None:
 
 
 @pytest.fixture(scope="module")
-def swinb_pair(inspyrenet_swinb_checkpoint: Path) -> tuple[nn.Module, nn.Module]:
+def swinb_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[nn.Module, nn.Module]:
     peer = peer_swinb(BASE, threshold=BASE)
-    peer.load_state_dict(torch.load(inspyrenet_swinb_checkpoint, weights_only=True))
-    return load_ours("swinb", BASE, inspyrenet_swinb_checkpoint), peer
+    randomize_(peer, peer.forward_inspyre, (BASE, 2 * BASE))
+    path = tmp_path_factory.mktemp("swinb") / "ckpt.pth"
+    torch.save(peer.state_dict(), path)
+    return load_ours("swinb", BASE, path), peer
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +75,7 @@ def res2net_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
 @torch.inference_mode()
 def test_swinb_matches_peer_at_base_size(swinb_pair: tuple[nn.Module, nn.Module]) -> None:
     ours, peer = swinb_pair
-    x = smooth_image(1, BASE, seed=1)
+    x = photos(["astronaut"], BASE)
     assert_same_saliency(ours(x), peer.forward_inference(x))
 
 
@@ -81,7 +84,7 @@ def test_swinb_matches_peer_through_pyramid_blending(
     swinb_pair: tuple[nn.Module, nn.Module],
 ) -> None:
     ours, peer = swinb_pair
-    x = smooth_image(1, 2 * BASE, seed=2)
+    x = photos(["chelsea"], 2 * BASE)
     assert_same_saliency(ours(x), peer.forward_inference(x, low_resolution(x, BASE)))
     # The blend is exercised: the high-resolution Laplacian is kept in some places, not all.
     coarse = F.interpolate(ours.pyramid(low_resolution(x, BASE)).logits, size=(16, 16))
@@ -95,9 +98,9 @@ def test_res2net50_matches_peer_head_on_timm_backbone(
 ) -> None:
     path, peer = res2net_checkpoint
     ours = load_ours("res2net50", BASE, path)
-    x = smooth_image(1, BASE, seed=3)
+    x = photos(["astronaut"], BASE)
     assert_same_saliency(ours(x), peer.forward_inference(x))
-    x = smooth_image(1, 2 * BASE, seed=4)
+    x = photos(["chelsea"], 2 * BASE)
     assert_same_saliency(ours(x), peer.forward_inference(x, low_resolution(x, BASE)))
 
 
@@ -110,7 +113,7 @@ def test_res2net50_backbone_matches_timm() -> None:
     ours = Res2Net().eval()
     state = {k: v for k, v in reference.state_dict().items() if not k.startswith("fc.")}
     ours.load_state_dict(state, strict=True)
-    x = smooth_image(1, 96, seed=5)
+    x = photos(["astronaut"], 96)
     for got, expected in zip(ours(x), reference(x), strict=True):
         assert got.shape == expected.shape
         assert (got - expected).abs().max().item() <= TOLERANCE * expected.abs().max().item()
@@ -121,7 +124,7 @@ def test_a_mask_does_not_depend_on_its_batch_mates(
     swinb_pair: tuple[nn.Module, nn.Module],
 ) -> None:
     ours, _ = swinb_pair
-    x = torch.cat([smooth_image(1, BASE, seed=6), 3 * smooth_image(1, BASE, seed=7)])
+    x = photos(["astronaut", "chelsea"], BASE)
     together = ours(x)
     for i in range(2):
         assert (together[i] - ours(x[i : i + 1])[0]).abs().max().item() <= TOLERANCE
@@ -207,7 +210,7 @@ def test_forward_exports_as_one_graph(swinb_pair: tuple[nn.Module, nn.Module]) -
     steer the Python control flow. The blending path holds both single passes, so exporting it
     covers the base-size path too."""
     ours, _ = swinb_pair
-    x = smooth_image(1, 2 * BASE, seed=9)
+    x = photos(["coffee"], 2 * BASE)
     with torch.inference_mode():
         exported = torch.export.export(ours, (x,)).module()
         assert (exported(x) - ours(x)).abs().max().item() <= TOLERANCE
@@ -215,7 +218,7 @@ def test_forward_exports_as_one_graph(swinb_pair: tuple[nn.Module, nn.Module]) -
 
 def test_antialiased_resize_equals_torch_interpolate() -> None:
     """The pyramid's low-resolution input, built from matrix products so that it exports."""
-    x = smooth_image(2, 131, seed=10)[:, :, :, :97]
+    x = photos(["astronaut", "coffee"], 131)[:, :, :, :97]
     for size in [(64, 64), (40, 77), (384, 384)]:
         expected = F.interpolate(x, size=size, mode="bilinear", antialias=True)
         assert (resize_antialiased(x, size) - expected).abs().max().item() <= 1e-5
@@ -230,17 +233,26 @@ def test_a_model_without_fetched_weights_needs_a_checkpoint() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "base", "size"),
-    [("inspyrenet-swinb", 1024, 1024), ("inspyrenet-swinb-hr", 384, 1280)],
+    [
+        ("inspyrenet-swinb-fast", 384, 384),
+        ("inspyrenet-swinb-hr", 384, 1280),
+        ("inspyrenet-swinb", 1024, 1024),
+    ],
 )
-@torch.inference_mode()
 def test_swinb_variants_match_peer_at_full_size(
-    name: str, base: int, size: int, inspyrenet_swinb_checkpoint: Path
+    name: str, base: int, size: int, inspyrenet_swinb_checkpoint: Path, tmp_path: Path
 ) -> None:
-    """ckpt_base.pth as transparent-background runs it (1024, one pass), and the 384 weights at
-    1280 with the repository's blending (threshold 512)."""
-    ours = build_model(name, inspyrenet_swinb_checkpoint)
+    """ckpt_fast.pth and ckpt_base.pth as transparent-background runs them (one pass), and the
+    384 weights at 1280 with the repository's blending (threshold 512)."""
     peer = peer_swinb(base, threshold=None if size == base else 512)
     peer.load_state_dict(torch.load(inspyrenet_swinb_checkpoint, weights_only=True))
-    x = smooth_image(1, size, seed=8)
-    expected = peer.forward_inference(x, low_resolution(x, base))
-    assert_same_saliency(ours(x), expected)
+    checkpoint = inspyrenet_swinb_checkpoint
+    x = photos(["astronaut"], size)
+    if base != 384:  # SICA's grid grows with the base size: recalibrate, on the photo itself
+        calibrate_(peer, peer.forward_inspyre, (size,), ("astronaut",))
+        checkpoint = tmp_path / "ckpt_base.pth"
+        torch.save(peer.state_dict(), checkpoint)
+    ours = build_model(name, checkpoint)
+    with torch.inference_mode():
+        expected = peer.forward_inference(x, low_resolution(x, base))
+        assert_same_saliency(ours(x), expected)

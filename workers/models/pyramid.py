@@ -23,6 +23,8 @@ def gaussian_kernel(size: int = 7, sigma: float = 1.0) -> torch.Tensor:
 
 
 class LaplacianPyramid(nn.Module):
+    kernel: torch.Tensor
+
     def __init__(self, size: int = 7, sigma: float = 1.0) -> None:
         super().__init__()
         self.pad = size // 2
@@ -33,10 +35,10 @@ class LaplacianPyramid(nn.Module):
         z = torch.zeros_like(x)
         x = F.pixel_shuffle(torch.cat([x, z, z, z], 1), 2)
         x = F.pad(x, (self.pad,) * 4, mode="reflect")
-        return F.conv2d(x, self.kernel.to(x.dtype) * 4)
+        return F.conv2d(x, self.kernel * 4)
 
     def reduce(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(F.pad(x, (self.pad,) * 4, mode="reflect"), self.kernel.to(x.dtype))
+        x = F.conv2d(F.pad(x, (self.pad,) * 4, mode="reflect"), self.kernel)
         return x[:, :, ::2, ::2]
 
     def reconstruct(self, coarse: torch.Tensor, laplacian: torch.Tensor) -> torch.Tensor:

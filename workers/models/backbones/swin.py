@@ -77,6 +77,8 @@ def _shift_mask(hp: int, wp: int, window: int, shift: int, like: torch.Tensor) -
 
 
 class WindowAttention(nn.Module):
+    relative_position_index: torch.Tensor
+
     def __init__(self, dim: int, window: int, num_heads: int) -> None:
         super().__init__()
         self.num_heads = num_heads
