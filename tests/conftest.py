@@ -152,24 +152,20 @@ def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack_extra_env() -> dict[str, str]:
-    """Environment a test module adds to its stack's processes (override it to change model)."""
-    return {}
-
-
-@pytest.fixture(scope="module")
 def stack(
+    request: pytest.FixtureRequest,
     redis_url: str,
     weights: Path,
-    stack_extra_env: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
-    """gunicorn serving the API and a Celery worker on the gpu queue, both real processes."""
+    """gunicorn serving the API and a Celery worker on the gpu queue, both real processes.
+    A test module may set more environment for them in a ``STACK_ENV`` dict."""
     redis.Redis.from_url(redis_url).flushdb()
     base = tmp_path_factory.mktemp("stack")
     files, logs = base / "files", base / "logs"
     logs.mkdir()
-    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", **stack_extra_env)
+    more_env = getattr(request.module, "STACK_ENV", {})
+    env = stack_env(redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", **more_env)
     worker = start_worker(env, logs)
     port = free_port()
     api = _spawn(

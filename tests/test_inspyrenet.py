@@ -42,8 +42,11 @@ def load_ours(backbone: str, base_size: int, checkpoint: Path) -> nn.Module:
 
 
 def low_resolution(x: torch.Tensor, base: int) -> torch.Tensor:
-    """What our model feeds its low-resolution pass; given to the peer as ``img_lr``."""
-    return F.interpolate(x, size=(base, base), mode="bilinear", align_corners=False, antialias=True)
+    """What our model feeds its low-resolution pass, given to the peer as ``img_lr`` (the peer
+    takes it from outside; ``test_antialiased_resize_equals_torch_interpolate`` holds it to
+    torch's own antialiased resize). The very same tensor matters: the blend thresholds a map
+    derived from it, and at 1280² some pixels sit within float noise of the threshold."""
+    return resize_antialiased(x, (base, base))
 
 
 def assert_same_saliency(ours: torch.Tensor, peer: torch.Tensor) -> None:
@@ -144,6 +147,17 @@ def test_data_parallel_checkpoint_loads(res2net_checkpoint: tuple[Path, nn.Modul
 @pytest.mark.parametrize(
     "name", ["inspyrenet-swinb", "inspyrenet-swinb-fast", "inspyrenet-swinb-hr"]
 )
+def test_legacy_torch_format_loads(res2net_checkpoint: tuple[Path, nn.Module]) -> None:
+    """Checkpoints saved before torch 1.6's zip format cannot be memory-mapped: read whole."""
+    path, _ = res2net_checkpoint
+    state = torch.load(path, weights_only=True)
+    legacy = path.with_name("legacy.pth")
+    torch.save(state, legacy, _use_new_zipfile_serialization=False)
+    model = build_model("inspyrenet-res2net50", legacy)
+    key = "attention0.conv_query.0.conv.weight"
+    assert torch.equal(model.state_dict()[key], state[key])
+
+
 def test_transparent_background_checkpoint_loads_into_each_swinb_variant(
     name: str, inspyrenet_swinb_checkpoint: Path
 ) -> None:

@@ -21,11 +21,13 @@ from workers.settings import WorkerSettings
 
 pytestmark = pytest.mark.slow
 MODEL = "inspyrenet-swinb-fast"  # 384: the SwinB variant a 2-core CI machine runs in seconds
+STACK_ENV: dict[str, str] = {}  # the ``stack`` fixture starts its processes with these
 
 
-@pytest.fixture(scope="module")
-def stack_extra_env(inspyrenet_swinb_checkpoint: Path) -> dict[str, str]:
-    return {"CUTOUT_MODEL": MODEL, "CUTOUT_CHECKPOINT": str(inspyrenet_swinb_checkpoint)}
+@pytest.fixture(scope="module", autouse=True)
+def _inspyrenet_stack_env(inspyrenet_swinb_checkpoint: Path) -> None:
+    """Autouse, so it runs before ``stack`` reads ``STACK_ENV`` (the checkpoint is a fixture)."""
+    STACK_ENV.update(CUTOUT_MODEL=MODEL, CUTOUT_CHECKPOINT=str(inspyrenet_swinb_checkpoint))
 
 
 def test_worker_serves_jobs_with_an_inspyrenet_checkpoint(

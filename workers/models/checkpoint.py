@@ -24,12 +24,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a torch ``.pth``/``.pt`` file (tensors only).
 
     Torch files are opened with ``weights_only=True`` (no code from the file runs) and
-    memory-mapped. A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped.
+    memory-mapped when saved in the zip format (torch ≥ 1.6; older files are read whole).
+    A ``{"state_dict": ...}`` or ``{"model": ...}`` wrapper is unwrapped.
     """
     try:
         if path.suffix == ".safetensors":
             return load_safetensors(path)
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        obj = _torch_load(path)
     except FileNotFoundError:
         raise
     except Exception as exc:  # truncated, not a checkpoint, or pickled code
@@ -42,6 +43,15 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: holds no state dict of tensors")
     return obj
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as exc:
+        if "mmap can only be used" not in str(exc):  # torch's word for a pre-zip file
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def assign_weights(build: Callable[[], nn.Module], state: dict[str, torch.Tensor]) -> nn.Module:
