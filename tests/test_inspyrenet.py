@@ -144,9 +144,6 @@ def test_data_parallel_checkpoint_loads(res2net_checkpoint: tuple[Path, nn.Modul
     )
 
 
-@pytest.mark.parametrize(
-    "name", ["inspyrenet-swinb", "inspyrenet-swinb-fast", "inspyrenet-swinb-hr"]
-)
 def test_legacy_torch_format_loads(res2net_checkpoint: tuple[Path, nn.Module]) -> None:
     """Checkpoints saved before torch 1.6's zip format cannot be memory-mapped: read whole."""
     path, _ = res2net_checkpoint
@@ -158,6 +155,9 @@ def test_legacy_torch_format_loads(res2net_checkpoint: tuple[Path, nn.Module]) -
     assert torch.equal(model.state_dict()[key], state[key])
 
 
+@pytest.mark.parametrize(
+    "name", ["inspyrenet-swinb", "inspyrenet-swinb-fast", "inspyrenet-swinb-hr"]
+)
 def test_transparent_background_checkpoint_loads_into_each_swinb_variant(
     name: str, inspyrenet_swinb_checkpoint: Path
 ) -> None:
