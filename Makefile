@@ -17,6 +17,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# celery-batches 0.11 pins celery<5.7 but works with 5.7.0 (see pyproject.toml).
 	$(PY) -m pip install --quiet --no-deps celery-batches==0.11
+	# The tests' InSPyReNet peers; both declare torchvision, which does not import here.
+	$(PY) -m pip install --quiet --no-deps transparent-background==1.3.4 timm==1.0.31
 	touch $@
 
 setup: $(VENV)/.installed

@@ -46,6 +46,21 @@ def weights() -> Path:
 
 
 @pytest.fixture(scope="session")
+def inspyrenet_swinb_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights for InSPyReNet SwinB at base size 384 in transparent-background's
+    ``ckpt_fast.pth`` format, written by that package's own model (see tests/peers.py)."""
+    import torch
+
+    from tests.peers import CALIBRATION_PHOTOS, peer_swinb, randomize_
+
+    peer = peer_swinb(384)
+    randomize_(peer, peer.forward_inspyre, (384,), CALIBRATION_PHOTOS[:3])
+    path = tmp_path_factory.mktemp("inspyrenet") / "ckpt_fast.pth"
+    torch.save(peer.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     proc = start(port, tmp_path_factory.mktemp("redis"))

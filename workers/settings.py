@@ -48,6 +48,11 @@ class WorkerSettings:
     def checkpoint_path(self) -> Path:
         if self.checkpoint is not None:
             return self.checkpoint
+        if self.model != WorkerSettings.model:
+            # Only the default model's weights are fetched; operators bring the others' files.
+            raise ValueError(
+                f"CUTOUT_MODEL={self.model} needs CUTOUT_CHECKPOINT=<path to its checkpoint>"
+            )
         from workers.models.fetch import SAFETENSORS_NAME
 
         return self.model_dir / SAFETENSORS_NAME
