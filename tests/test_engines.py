@@ -269,3 +269,18 @@ def test_a_worker_on_another_engine_warms_it_and_logs_its_cold_start(
     assert all(v >= 0 for v in cold.values())
     assert cold["weight_load"] > 0, "the export needed the torch weights"
     assert len(list(tmp_path.glob("*-fp32.onnx"))) == 1
+
+
+def test_cuda_half_precision_respects_a_model_that_overflows_fp16() -> None:
+    from workers.engines.base import cuda_half_dtype
+    from workers.models import model_config
+
+    isnet = model_config("isnet-general-use")
+    inspyrenet = model_config("inspyrenet-swinb")
+    assert isnet.fp16_safe and not inspyrenet.fp16_safe
+    assert cuda_half_dtype("half", isnet) == torch.float16
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        assert cuda_half_dtype("half", inspyrenet) == torch.bfloat16
+    else:  # this CPU machine: no CUDA bf16 to fall back on, so the engine refuses with a reason
+        with pytest.raises(EngineUnavailable, match="overflows fp16"):
+            cuda_half_dtype("half", inspyrenet)

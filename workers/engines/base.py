@@ -18,6 +18,17 @@ class EngineUnavailable(RuntimeError):
     """An engine cannot run here; the message says why and what would make it run."""
 
 
+def cuda_half_dtype(engine: str, config: ModelConfig) -> torch.dtype:
+    """fp16 on CUDA, or bf16 for a model whose activations overflow fp16 (refused without it)."""
+    if config.fp16_safe:
+        return torch.float16
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    raise EngineUnavailable(
+        f"engine {engine!r}: {config.model_id} overflows fp16 and this GPU has no bf16; use 'eager'"
+    )
+
+
 class Engine(Protocol):
     """``predict(batch)``: B×3×H×W float32, normalised per the model's config, on ``device``;
     returns B×1×H×W float32 mask probabilities in [0, 1] on ``device``.

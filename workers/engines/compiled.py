@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from workers.engines.base import EngineContext, run_in_shapes
+from workers.engines.base import EngineContext, cuda_half_dtype, run_in_shapes
 from workers.engines.keys import artefact_key, device_name
 
 log = logging.getLogger("cutout.engines")
@@ -43,8 +43,8 @@ class CompiledEngine:
     def __init__(self, ctx: EngineContext) -> None:
         self.device = ctx.device
         cuda = ctx.device.type == "cuda"
-        self.dtype = torch.float16 if cuda else torch.float32
-        self.precision = "fp16" if cuda else "fp32"
+        self.dtype = cuda_half_dtype(self.name, ctx.config) if cuda else torch.float32
+        self.precision = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.dtype, "fp32")
         self.warm_batch_sizes = tuple(sorted(set(ctx.batch_sizes))) if cuda else (1,)
         self.compiled_now: list[int] = []  # batch sizes compiled by this build (not loaded)
         self._runners = {n: self._load_or_compile(ctx, n) for n in self.warm_batch_sizes}

@@ -13,13 +13,19 @@ import copy
 import torch
 from torch import nn
 
-from workers.engines.base import EngineContext, EngineUnavailable, run_in_shapes
+from workers.engines.base import (
+    EngineContext,
+    EngineUnavailable,
+    cuda_half_dtype,
+    run_in_shapes,
+)
+from workers.models.config import ModelConfig
 
 
-def half_dtype(device: torch.device) -> torch.dtype:
+def half_dtype(device: torch.device, config: ModelConfig) -> torch.dtype:
     """The half type the device prefers; refuses a CPU without native bf16 (it would crawl)."""
     if device.type == "cuda":
-        return torch.float16
+        return cuda_half_dtype("half", config)
     if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return torch.bfloat16
     raise EngineUnavailable(
@@ -33,7 +39,7 @@ class HalfEngine:
 
     def __init__(self, ctx: EngineContext) -> None:
         self.device = ctx.device
-        self.dtype = half_dtype(ctx.device)
+        self.dtype = half_dtype(ctx.device, ctx.config)
         # A copy: the shared fp32 model stays the reference (the gate builds both).
         self.model: nn.Module = (
             copy.deepcopy(ctx.model)

@@ -45,6 +45,11 @@ class TensorRTEngine:
             raise EngineUnavailable(
                 f"engine 'tensorrt' needs a CUDA device; this worker's device is {ctx.device}"
             )
+        if not ctx.config.fp16_safe:
+            raise EngineUnavailable(
+                f"engine 'tensorrt' builds fp16 engines and {ctx.config.model_id} overflows "
+                "fp16; use 'half' (bf16 on this GPU) or 'eager'"
+            )
         self.device = ctx.device
         self.warm_batch_sizes = tuple(sorted(set(ctx.batch_sizes)))
         self._runners = {n: self._load_or_build(ctx, n) for n in self.warm_batch_sizes}

@@ -12,6 +12,9 @@ class ModelConfig:
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    # False where activations overflow fp16's range (InSPyReNet's SICA sums over base-size²
+    # positions): CUDA engines then run bf16, or refuse where the device has none.
+    fp16_safe: bool = True
 
     @property
     def model_id(self) -> str:

@@ -43,7 +43,14 @@ class InSPyReNetVariant:
     input_size: int
 
     def config(self, variant: str) -> ModelConfig:
-        return ModelConfig("inspyrenet", variant, self.input_size, IMAGENET_MEAN, IMAGENET_STD)
+        return ModelConfig(
+            "inspyrenet",
+            variant,
+            self.input_size,
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            fp16_safe=False,  # SICA's attention context reaches ~1e6: inf in fp16
+        )
 
 
 INSPYRENET_VARIANTS = {
