@@ -132,13 +132,14 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def start_worker(
-    env: dict[str, str], logs: Path, name: str = "gpu", queue: str = "gpu"
+    env: dict[str, str], logs: Path, name: str = "gpu", queue: str = "gpu", *more_args: str
 ) -> subprocess.Popen[bytes]:
     # Threads as celeryconfig says (worker_concurrency: the gpu worker's batches in flight).
     args = [
         sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
         "--queues", queue, "--pool", "threads",
         "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+        *more_args,
     ]  # fmt: skip
     # Multiprocess metrics as in compose, in a directory of this worker's own.
     env = {"PROMETHEUS_MULTIPROC_DIR": str(logs / f"{name}-metrics"), **env}
