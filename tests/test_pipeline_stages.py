@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tests.icc import display_p3_profile
+from workers.device_decode import device_jpeg_decoder
 from workers.effects import EFFECTS
 from workers.models.isnet import ISNET_CONFIG
 from workers.pipeline import PREVIEW_SIDE, EncodedOutput, JobInput, Pipeline
@@ -158,3 +159,55 @@ def test_previews_come_first_and_a_display_p3_profile_reaches_every_colour_outpu
 def colour_profile(name: str, icc: bytes) -> bytes | None:
     """The profile an output should carry: the photo's on colour, none on grey or the mask."""
     return icc if name in EFFECTS and EFFECTS[name].channels == 3 else None
+
+
+class StandInJpegDecoder:
+    """Stands in for nvJPEG (no GPU here): records each batched call, decodes upright with
+    Pillow into 3×H×W tensors, or fails as nvJPEG does on a JPEG it cannot read."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[int] = []
+
+    def __call__(self, blobs: Sequence[bytes]) -> list[torch.Tensor]:
+        self.calls.append(len(blobs))
+        if self.fail:
+            raise RuntimeError("nvjpeg: unsupported JPEG")
+        images = [ImageOps.exif_transpose(Image.open(io.BytesIO(b))).convert("RGB") for b in blobs]
+        return [torch.from_numpy(np.array(img)).permute(2, 0, 1) for img in images]
+
+
+def turned(data: bytes) -> bytes:
+    """The photo stored a quarter turned, with EXIF orientation 6 saying how to turn it back."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    out = io.BytesIO()
+    Image.open(io.BytesIO(data)).transpose(Image.Transpose.ROTATE_90).save(out, "JPEG", exif=exif)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_batchs_jpegs_decode_on_the_device_in_one_call_else_with_pillow(
+    pool: ThreadPoolExecutor, fails: bool
+) -> None:
+    assert device_jpeg_decoder(torch.device("cpu")) is None  # Pillow on a CPU worker
+    p3 = display_p3_profile()
+    png = io.BytesIO()
+    Image.open(io.BytesIO(photo(640, 480, seed=4))).save(png, "PNG")
+    jobs = [
+        JobInput("p3", photo(640, 480, icc=p3), ("color",), 320, "png"),
+        JobInput("turned", turned(photo(640, 480, seed=2)), ("color",), 320, "png"),
+        JobInput("png", png.getvalue(), ("color",), 320, "png"),
+        JobInput("bad", b"\xff\xd8\xff\xe0 not a jpeg", ("color",), 320, "png"),
+    ]
+    decoder = StandInJpegDecoder(fail=fails)
+    outcomes = Pipeline(Segmenter(StandInEngine(), CONFIG), pool, None, decoder).run(jobs)
+    assert decoder.calls == [2], "the two JPEGs, in one call; the PNG and the bad one not"
+    assert [o.error_code for o in outcomes] == [None, None, None, "invalid_image"]
+    reference = Pipeline(Segmenter(StandInEngine(), CONFIG), pool, None, None).run(jobs[:3])
+    for outcome, pillow in zip(outcomes, reference, strict=False):
+        got, want = (Image.open(io.BytesIO(o.outputs[0].data)) for o in (outcome, pillow))
+        assert got.size == want.size == (320, 240), outcome.job_id
+        assert got.info.get("icc_profile") == (p3 if outcome.job_id == "p3" else None)
+        diff = np.abs(np.asarray(got, np.int16) - np.asarray(want, np.int16))
+        assert diff[..., :3].mean() < 4, outcome.job_id  # resized on the device or by Pillow

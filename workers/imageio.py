@@ -85,6 +85,12 @@ def probe(data: bytes) -> ImageInfo:
     return ImageInfo(fmt, width, height)
 
 
+def header_icc_profile(data: bytes) -> bytes | None:
+    """The photo's RGB ICC profile, read from its header (no pixel decode)."""
+    with _open(data) as img:
+        return _rgb_profile(img.info.get("icc_profile"))
+
+
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Scale (width, height) down, aspect kept, so the long edge is at most ``max_side``."""
     long_edge = max(width, height)

@@ -12,8 +12,9 @@ model call, or the effects pass, in halves down to one image; a job that does no
 alone fails with ``resources_exhausted``. Images of the same size go through the effects as
 one batch on the model's device (one fused pass); every output of the batch is encoded at
 once on the pool. A job may ask for a preview: small WebPs of its effects, encoded and handed
-to ``on_preview`` before its full outputs are encoded. On CUDA the JPEG parts of ``jpg+mask``
-may be encoded on the device (see ``workers.outputs.device_jpeg_encoder``).
+to ``on_preview`` before its full outputs are encoded. On CUDA a batch's JPEGs may be decoded
+on the device in one call (``workers.device_decode``), and the JPEG parts of ``jpg+mask``
+encoded there (``workers.outputs.device_jpeg_encoder``); Pillow on the pool otherwise.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workers.device_decode import DeviceJpegDecoder, device_jpeg_decoder
 from workers.effect_names import EFFECT_NAMES
 from workers.effects import EFFECTS, Rendered, render
 from workers.imageio import (
@@ -44,6 +46,8 @@ from workers.imageio import (
     encode_image,
     encode_mask,
     fit_within,
+    header_icc_profile,
+    probe,
 )
 from workers.outputs import MASK_CODEC, DeviceJpegEncoder, codec_for, encode_effect
 from workers.outputs import device_jpeg_encoder as find_device_jpeg_encoder
@@ -53,6 +57,9 @@ log = logging.getLogger("cutout.pipeline")
 
 PREVIEW_SIDE = 256  # long edge of a preview, px
 PREVIEW_CODEC = "webp"  # lossy colour, exact alpha: every effect, whatever the job's format
+# Larger JPEGs are decoded by Pillow, which reads them downscaled (DCT scaling) so that they
+# never reach the device at full size; nvJPEG decodes at full size only.
+DEVICE_DECODE_MAX_PIXELS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -118,15 +125,19 @@ def _ms(seconds: float) -> float:
 class _Item:
     """One decoded job on its way through the model, the effects and the encoders."""
 
-    def __init__(self, job: JobInput, image: DecodedImage, model_input: int) -> None:
+    def __init__(
+        self,
+        job: JobInput,
+        tensor: torch.Tensor,
+        model_tensor: torch.Tensor,
+        icc_profile: bytes | None,
+        model_input: int,
+    ) -> None:
         self.job = job
-        self.image = image
+        self.tensor = tensor  # 3×H×W uint8 at the output size, on the host or the device
+        self.model_tensor = model_tensor  # what the model resizes from (the same, or larger)
+        self.icc_profile = icc_profile
         self.model_input = model_input
-        self.tensor = torch.from_numpy(image.rgb).permute(2, 0, 1)  # 3×H×W uint8
-        source = image.model_rgb
-        self.model_tensor = (
-            self.tensor if source is None else torch.from_numpy(source).permute(2, 0, 1)
-        )
         self.mask: torch.Tensor | None = None  # 1×H×W float on the device
         # name → (future or finished bytes, codec), in the order the outputs are listed.
         self.pending: dict[str, tuple[Future[bytes] | bytes, str]] = {}
@@ -134,6 +145,13 @@ class _Item:
         self.preview_size = (0, 0)
         self.encode_started = 0.0
         self.device_encode = 0.0
+
+    @classmethod
+    def decoded(cls, job: JobInput, image: DecodedImage, model_input: int) -> _Item:
+        tensor = torch.from_numpy(image.rgb).permute(2, 0, 1)
+        source = image.model_rgb
+        model = tensor if source is None else torch.from_numpy(source).permute(2, 0, 1)
+        return cls(job, tensor, model, image.icc_profile, model_input)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -146,11 +164,15 @@ class Pipeline:
         segmenter: Segmenter,
         pool: Executor,
         device_jpeg: DeviceJpegEncoder | None | Literal["auto"] = "auto",
+        device_decoder: DeviceJpegDecoder | None | Literal["auto"] = "auto",
     ) -> None:
         self.segmenter = segmenter
         self.pool = pool
         self.device_jpeg = (
             find_device_jpeg_encoder(segmenter.device) if device_jpeg == "auto" else device_jpeg
+        )
+        self.device_decoder = (
+            device_jpeg_decoder(segmenter.device) if device_decoder == "auto" else device_decoder
         )
         self._device = threading.Lock()  # one batch on the device at a time
 
@@ -187,6 +209,8 @@ class Pipeline:
         return BatchResult([outcomes[job.job_id] for job in jobs], calls, spans)
 
     def _decode(self, jobs: Sequence[JobInput], outcomes: dict[str, JobOutcome]) -> list[_Item]:
+        """Decoded jobs in order; a job that cannot be decoded gets its ``invalid_image``."""
+        on_device = self._decode_on_device(jobs, outcomes) if self.device_decoder else {}
         full = self.segmenter.config.input_size
 
         def one(job: JobInput) -> tuple[JobInput, DecodedImage | InvalidImage, float]:
@@ -199,15 +223,52 @@ class Pipeline:
                 image = exc
             return job, image, time.perf_counter() - start
 
-        ready = []
-        for job, image, seconds in self.pool.map(one, jobs):
+        decoded = {}
+        for job, image, seconds in self.pool.map(
+            one, [j for j in jobs if j.job_id not in on_device]
+        ):
             outcomes[job.job_id].timings["decode_ms"] = _ms(seconds)
             if isinstance(image, InvalidImage):
                 outcomes[job.job_id].error_code = "invalid_image"
                 outcomes[job.job_id].error_message = str(image)
             else:
-                ready.append(_Item(job, image, job.model_input or full))
-        return ready
+                decoded[job.job_id] = _Item.decoded(job, image, job.model_input or full)
+        items = {**on_device, **decoded}
+        return [items[job.job_id] for job in jobs if job.job_id in items]
+
+    def _decode_on_device(
+        self, jobs: Sequence[JobInput], outcomes: dict[str, JobOutcome]
+    ) -> dict[str, _Item]:
+        """The batch's JPEGs decoded on the device in one call and resized there; {} when that
+        fails (a JPEG nvJPEG cannot read): Pillow then decodes them, so a bad one fails alone."""
+        assert self.device_decoder is not None
+        start = time.perf_counter()
+        chosen = []
+        for job in jobs:
+            try:
+                info = probe(job.data)  # the header alone
+            except InvalidImage:
+                continue  # Pillow fails it, on its own
+            if info.format == "jpeg" and info.width * info.height <= DEVICE_DECODE_MAX_PIXELS:
+                chosen.append((job, header_icc_profile(job.data)))
+        if not chosen:
+            return {}
+        try:
+            images = self.device_decoder([job.data for job, _ in chosen])
+        except Exception:
+            log.warning("decoding on the device failed; Pillow decodes the batch", exc_info=True)
+            return {}
+        seconds = time.perf_counter() - start
+        items = {}
+        for (job, icc), image in zip(chosen, images, strict=True):
+            model_input = job.model_input or self.segmenter.config.input_size
+            height, width = int(image.shape[1]), int(image.shape[2])
+            out_w, out_h = fit_within(width, height, job.max_size)
+            out = image if (out_w, out_h) == (width, height) else _resize(image, (out_h, out_w))
+            model = image if min(out_h, out_w) < model_input else out
+            items[job.job_id] = _Item(job, out, model, icc, model_input)
+            outcomes[job.job_id].timings["decode_ms"] = _ms(seconds)
+        return items
 
     def _segment(
         self, items: list[_Item], outcomes: dict[str, JobOutcome], calls: list[ModelCall]
@@ -327,7 +388,7 @@ class Pipeline:
                         host[index],
                         alpha_host[index],
                         PREVIEW_CODEC,
-                        item.image.icc_profile,
+                        item.icc_profile,
                     )
         for item in items:
             item.preview_size = (small_w, small_h)
@@ -351,7 +412,7 @@ class Pipeline:
         seconds = time.perf_counter() - start
         done: dict[int, dict[str, bytes]] = defaultdict(dict)
         for (index, name), blob in zip(parts, data, strict=True):
-            icc = items[index].image.icc_profile
+            icc = items[index].icc_profile
             done[index][name] = add_jpeg_icc_profile(blob, icc) if icc else blob
             items[index].device_encode = seconds
         return done
@@ -372,7 +433,7 @@ class Pipeline:
                 item.pending[name] = (encoded[name], codec)
                 continue
             future = self.pool.submit(
-                encode_effect, name, colours[name], alpha, job.format, item.image.icc_profile
+                encode_effect, name, colours[name], alpha, job.format, item.icc_profile
             )
             item.pending[name] = (future, codec)
         item.pending["mask"] = (self.pool.submit(encode_mask, alpha), MASK_CODEC)
@@ -428,6 +489,14 @@ def _free_device_memory(device: torch.device) -> None:
     """After an out-of-memory error: hand the allocator's cached blocks back before retrying."""
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A 3×H×W uint8 image resized to ``size`` (H, W) where it is, antialiased."""
+    resized = F.interpolate(
+        image.unsqueeze(0).float(), size=size, mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized.squeeze(0).round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _to_uint8(t: torch.Tensor) -> torch.Tensor:
