@@ -171,24 +171,50 @@ def load(stack: Stack, photos: list[bytes], clients: int) -> list[dict[str, Any]
     return results
 
 
-def summarise(jobs: list[dict[str, Any]]) -> dict[str, Any]:
-    created = [parse_iso(job["created_at"]) for job in jobs]
-    completed = [parse_iso(job["completed_at"]) for job in jobs]
-    totals = [job["timings"]["total_ms"] / 1000 for job in jobs]
+def summarise(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Throughput per round (its median across rounds); latencies, batches and stages over
+    every job of every round."""
+    rates = []
+    for jobs in rounds:
+        created = min(parse_iso(job["created_at"]) for job in jobs)
+        completed = max(parse_iso(job["completed_at"]) for job in jobs)
+        rates.append(len(jobs) / (completed - created))
+    every = [job for jobs in rounds for job in jobs]
+    totals = [job["timings"]["total_ms"] / 1000 for job in every]
     return {
-        "jobs": len(jobs),
-        "wall_s": max(completed) - min(created),
-        "jobs_per_s": len(jobs) / (max(completed) - min(created)),
+        "jobs": len(every),
+        "rates": rates,
+        "jobs_per_s": statistics.median(rates),
         "p50": percentile(totals, 0.5),
         "p90": percentile(totals, 0.9),
         "p99": percentile(totals, 0.99),
-        "batch_mean": statistics.fmean(job["batch_size"] for job in jobs),
-        "batch_max": max(job["batch_size"] for job in jobs),
+        "batch_mean": statistics.fmean(job["batch_size"] for job in every),
+        "batch_max": max(job["batch_size"] for job in every),
         "stages": {
-            stage: statistics.fmean(job["timings"].get(stage, 0.0) for job in jobs)
+            stage: statistics.fmean(job["timings"].get(stage, 0.0) for job in every)
             for stage in STAGES
         },
     }
+
+
+def sweep(
+    stack: Stack,
+    photos: list[bytes],
+    clients: int,
+    settings: list[tuple[str, dict[str, str], tuple[str, ...]]],
+    rounds: int,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Step 3 for each setting, ``rounds`` times, interleaved so a machine's drift hits every
+    setting alike; nothing without photos."""
+    runs: dict[str, list[list[dict[str, Any]]]] = {}
+    for round_ in range(rounds if photos else 0):
+        for index, (name, env, more) in enumerate(settings):
+            if round_ or index:  # the stack's own worker runs the defaults first
+                print(f"round {round_ + 1}: {name}…", flush=True)
+                restart_worker(stack, f"gpu-{round_}-{index}", env, more)
+                forget_results(stack)  # the same photos again would be cache hits
+            runs.setdefault(name, []).append(load(stack, photos, clients))
+    return [(name, summarise(jobs)) for name, jobs in runs.items()]
 
 
 def forget_results(stack: Stack) -> None:
@@ -209,13 +235,15 @@ def restart_worker(stack: Stack, name: str, env: dict[str, str], args: Sequence[
 
 def load_table(rows: list[tuple[str, dict[str, Any]]], model_img_s: float) -> list[str]:
     lines = [
-        "| setting | jobs | jobs/s | e2e / model-only | p50 s | p90 s | p99 s | mean batch "
-        "| max batch |",
+        "| setting | jobs | jobs/s (each round) | e2e / model-only | p50 s | p90 s | p99 s "
+        "| mean batch | max batch |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, s in rows:
+        each = ", ".join(f"{rate:.2f}" for rate in s["rates"])
         lines.append(
-            f"| {name} | {s['jobs']} | {s['jobs_per_s']:.2f} | {s['jobs_per_s'] / model_img_s:.2f} "
+            f"| {name} | {s['jobs']} | {s['jobs_per_s']:.2f} ({each}) "
+            f"| {s['jobs_per_s'] / model_img_s:.2f} "
             f"| {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['batch_mean']:.1f} "
             f"| {s['batch_max']} |"
         )
@@ -234,6 +262,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each single figure")
     parser.add_argument("--sweep", action="store_true", help="step 3 per batching setting")
+    parser.add_argument("--rounds", type=int, default=1, help="times step 3 runs per setting")
     args = parser.parse_args()
 
     began = time.perf_counter()
@@ -260,13 +289,9 @@ def main() -> None:
                 job_s, job_timings = job_in_process(segmenter, photos[0], args.repeats)
                 del segmenter
                 single = single_through_service(stack, photos[args.jobs + 1 :])
+                settings = SWEEP if args.sweep else SWEEP[:1]
                 under_load = photos[1 : args.jobs + 1]
-                rows = [("defaults", summarise(load(stack, under_load, args.clients)))]
-                for index, (name, env, more) in enumerate(SWEEP[1:] if args.sweep else []):
-                    print(f"sweep: {name}…", flush=True)
-                    restart_worker(stack, f"gpu-sweep{index}", env, more)
-                    forget_results(stack)  # the same photos again would be cache hits
-                    rows.append((name, summarise(load(stack, under_load, args.clients))))
+                rows = sweep(stack, under_load, args.clients, settings, args.rounds)
         finally:
             redis_proc.terminate()
             redis_proc.wait(10)
@@ -301,10 +326,11 @@ def main() -> None:
         f"{model[f'img_s_b{flush_every}']:.2f} at batch {flush_every}; "
         f"the ratio below uses the better, {model_img_s:.2f}.\n"
     )
-    print(f"Under load: {args.jobs} jobs from {args.clients} clients at once.\n")
-    print("\n".join(load_table(rows, model_img_s)))
-    print()
-    print("\n".join(stage_table(rows[0][1]["stages"])))
+    if rows:
+        print(f"Under load: {args.jobs} jobs from {args.clients} clients at once, per round.\n")
+        print("\n".join(load_table(rows, model_img_s)))
+        print()
+        print("\n".join(stage_table(rows[0][1]["stages"])))
 
 
 if __name__ == "__main__":
