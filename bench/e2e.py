@@ -207,13 +207,18 @@ def sweep(
     """Step 3 for each setting, ``rounds`` times, interleaved so a machine's drift hits every
     setting alike; nothing without photos."""
     runs: dict[str, list[list[dict[str, Any]]]] = {}
-    for round_ in range(rounds if photos else 0):
-        for index, (name, env, more) in enumerate(settings):
-            if round_ or index:  # the stack's own worker runs the defaults first
-                print(f"round {round_ + 1}: {name}…", flush=True)
-                restart_worker(stack, f"gpu-{round_}-{index}", env, more)
-                forget_results(stack)  # the same photos again would be cache hits
-            runs.setdefault(name, []).append(load(stack, photos, clients))
+    first = stack.worker  # run_stack stops this one; the others are stopped here
+    try:
+        for round_ in range(rounds if photos else 0):
+            for index, (name, env, more) in enumerate(settings):
+                if round_ or index:  # the stack's own worker runs the defaults first
+                    print(f"round {round_ + 1}: {name}…", flush=True)
+                    restart_worker(stack, f"gpu-{round_}-{index}", env, more)
+                    forget_results(stack)  # the same photos again would be cache hits
+                runs.setdefault(name, []).append(load(stack, photos, clients))
+    finally:
+        if stack.worker is not first:
+            _stop(stack.worker)
     return [(name, summarise(jobs)) for name, jobs in runs.items()]
 
 
