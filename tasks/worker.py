@@ -7,7 +7,6 @@ before it takes a job, and announces itself through a heartbeat that ``/readyz``
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -91,7 +90,11 @@ def _log_cold_start(sender: Any = None, **_: Any) -> None:
 
     segmenter = segment.runner.pipeline.segmenter  # its cold_start_seconds stay for exporters
     cold = {k: round(v, 3) for k, v in segmenter.cold_start_seconds.items()}
-    log.info("engine %s warm; cold_start_seconds %s", segmenter.engine.name, json.dumps(cold))
+    log.info(
+        "engine %s warm",
+        segmenter.engine.name,
+        extra={"stage": "cold_start", "engine": segmenter.engine.name, "cold_start_seconds": cold},
+    )
 
 
 @signals.worker_ready.connect

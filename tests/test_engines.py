@@ -262,9 +262,9 @@ def test_a_worker_on_another_engine_warms_it_and_logs_its_cold_start(
     finally:
         _stop(worker)
     log = (tmp_path / "onnx.log").read_text()
-    line = next(x for x in log.splitlines() if "cold_start_seconds" in x)
-    assert "engine onnxruntime warm" in line
-    cold = json.loads(line.split("cold_start_seconds", 1)[1])
+    line = json.loads(next(x for x in log.splitlines() if '"cold_start_seconds"' in x))
+    assert line["message"] == "engine onnxruntime warm" and line["engine"] == "onnxruntime"
+    cold = line["cold_start_seconds"]
     assert set(cold) == {"import", "weight_load", "engine_build", "warm_up", "total"}
     assert all(v >= 0 for v in cold.values())
     assert cold["weight_load"] > 0, "the export needed the torch weights"
