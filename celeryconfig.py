@@ -28,9 +28,11 @@ broker_transport_options = {
     "visibility_timeout": int(os.environ.get("CUTOUT_VISIBILITY_TIMEOUT", 3600)),
 }
 
-# Micro-batching: flush after this many jobs or this many seconds, whichever comes first.
+# Micro-batching: flush after this many jobs or this many seconds, whichever comes first. A
+# lone job waits the whole interval; under a backlog batches fill by count whatever it is
+# (bench/RESULTS.md, "Worker pipeline": what was measured here and what is argued for a GPU).
 cutout_flush_every = int(os.environ.get("CUTOUT_FLUSH_EVERY", 8))
-cutout_flush_interval = float(os.environ.get("CUTOUT_FLUSH_INTERVAL", 0.05))
+cutout_flush_interval = float(os.environ.get("CUTOUT_FLUSH_INTERVAL", 0.02))
 # Batches in flight in a gpu worker (its thread pool; the gpu commands set no --concurrency):
 # one on the device while the next decodes and the last encodes and stores. The device stage
 # takes one at a time (workers/pipeline.py).
