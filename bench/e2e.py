@@ -237,11 +237,10 @@ def forget_results(stack: Stack) -> None:
         client.delete(key)
 
 
-def restart_worker(stack: Stack, name: str, env: dict[str, str], args: Sequence[str]) -> str:
+def restart_worker(stack: Stack, name: str, env: dict[str, str], args: Sequence[str]) -> None:
     _stop(stack.worker)
     stack.worker = start_worker({**stack.env, **env}, stack.logs, name, "gpu", *args)
-    wait_until(lambda: b"ready." in (stack.logs / f"{name}.log").read_bytes(), 180, name)
-    return worker_engine(stack, name)
+    worker_engine(stack, name)  # its "engine … warm" line: it takes jobs from now on
 
 
 # --- the report -------------------------------------------------------------------------------

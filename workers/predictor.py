@@ -64,12 +64,6 @@ class Segmenter:
         # import / weight_load / engine_build / warm_up / total: kept for metrics exporters.
         self.cold_start_seconds: dict[str, float] = dict(cold_start_seconds or {})
 
-    @property
-    def input_sizes(self) -> tuple[int, ...]:
-        """The model inputs this segmenter runs at: the model's own, then the reduced one."""
-        full = self.config.input_size
-        return (full,) if self.reduced_input is None else (full, self.reduced_input)
-
     def preprocess(
         self, images: Sequence[torch.Tensor], input_size: int | None = None
     ) -> torch.Tensor:
