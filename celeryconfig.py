@@ -28,12 +28,21 @@ broker_transport_options = {
     "visibility_timeout": int(os.environ.get("CUTOUT_VISIBILITY_TIMEOUT", 3600)),
 }
 
-# Micro-batching: flush after this many jobs or this many seconds, whichever comes first.
+# Micro-batching: flush after this many jobs or this many seconds, whichever comes first. A
+# lone job waits the whole interval; under a backlog batches fill by count whatever it is
+# (bench/RESULTS.md, "Worker pipeline": what was measured here and what is argued for a GPU).
 cutout_flush_every = int(os.environ.get("CUTOUT_FLUSH_EVERY", 8))
-cutout_flush_interval = float(os.environ.get("CUTOUT_FLUSH_INTERVAL", 0.05))
-# Unacknowledged messages count against the prefetch window, so it must hold at least one
-# full batch (two, so the next one fills while this one runs) or batches never fill.
-worker_prefetch_multiplier = 2 * cutout_flush_every
+cutout_flush_interval = float(os.environ.get("CUTOUT_FLUSH_INTERVAL", 0.02))
+# Batches in flight in a gpu worker (its thread pool; the gpu commands set no --concurrency):
+# one on the device while the next decodes and the last encodes and stores. The device stage
+# takes one at a time (workers/pipeline.py).
+cutout_batches_in_flight = int(os.environ.get("CUTOUT_BATCHES_IN_FLIGHT", 3))
+worker_concurrency = cutout_batches_in_flight
+# Unacknowledged messages count against the prefetch window (multiplier × concurrency), so it
+# must hold every batch in flight plus one filling, or batches never fill.
+worker_prefetch_multiplier = -(
+    -(cutout_batches_in_flight + 1) * cutout_flush_every // cutout_batches_in_flight
+)
 
 worker_send_task_events = True
 task_send_sent_event = True

@@ -47,7 +47,7 @@ LIMITED = {
 }
 SUBMIT_ERRORS = {
     "400": _error(
-        "a missing or empty image, an option out of range, a bad webhook URL or "
+        "a missing or empty image, an option out of range or malformed, a bad webhook URL or "
         "Idempotency-Key (see `error.code`)"
     ),
     "409": _error(
@@ -76,6 +76,12 @@ SUBMIT_FIELDS: dict[str, Any] = {
     },
     "max_size": {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_SIDE, "default": 2048},
     "format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "webp"},
+    "preview": {
+        "type": "boolean",
+        "default": False,
+        "description": "publish small WebP previews of the effects (`preview` in the job) while "
+        "the job still runs, before the full outputs",
+    },
     "webhook_url": {
         "type": "string",
         "format": "uri",
@@ -152,10 +158,17 @@ def _schemas() -> dict[str, Any]:
                     "effects": {"type": "array", "items": {"enum": list(EFFECT_NAMES)}},
                     "max_size": {"type": "integer"},
                     "format": {"enum": list(OUTPUT_FORMATS)},
+                    "preview": {"type": "boolean"},
                 },
             },
             "model": {"type": "string"},
             "batch_size": {"type": ["integer", "null"]},
+            "model_input": {
+                "type": ["integer", "null"],
+                "description": "the side of the square the model saw the photo at: the "
+                "model's own input, or a smaller one when the gpu queue was deep (adaptive "
+                "quality); null for a job no worker ran",
+            },
             "cache": {
                 "enum": ["hit", "joined", "miss", "partial", None],
                 "description": "how the result cache served the job: answered in full (hit), "
@@ -170,6 +183,11 @@ def _schemas() -> dict[str, Any]:
             },
             "error": {"oneOf": [{"type": "null"}, code_message]},
             "outputs": {"type": "object", "additionalProperties": output},
+            "preview": {
+                "oneOf": [{"type": "null"}, {"type": "object", "additionalProperties": output}],
+                "description": "with `preview=true`: a small WebP of each effect the worker "
+                "computes, here while the job is still processing; null until then",
+            },
             "timings": {"type": "object", "additionalProperties": {"type": "number"}},
             "webhook": webhook,
         },
@@ -182,10 +200,12 @@ def _schemas() -> dict[str, Any]:
             "options",
             "model",
             "batch_size",
+            "model_input",
             "cache",
             "computed",
             "error",
             "outputs",
+            "preview",
             "timings",
         ],  # fmt: skip
     }

@@ -39,9 +39,11 @@ class JobOptions:
     effects: tuple[str, ...]
     max_size: int
     format: str
+    preview: bool = False  # small previews of the effects first; not part of the content key
 
     def as_dict(self) -> dict[str, object]:
-        return {"effects": list(self.effects), "max_size": self.max_size, "format": self.format}
+        options = {"effects": list(self.effects), "max_size": self.max_size, "format": self.format}
+        return {**options, "preview": True} if self.preview else options
 
 
 def read_image(files: MultiDict[str, FileStorage]) -> tuple[bytes, ImageInfo]:
@@ -106,4 +108,10 @@ def parse_options(form: MultiDict[str, str], default_max_size: int = 2048) -> Jo
     fmt = form.get("format", "").strip().lower() or "webp"
     if fmt not in OUTPUT_FORMATS:
         raise ApiError(400, "invalid_format", f"format must be one of {', '.join(OUTPUT_FORMATS)}")
-    return JobOptions(effects, max_size, fmt)
+    preview = form.get("preview", "").strip().lower() or "false"
+    if preview not in BOOLEANS:
+        raise ApiError(400, "invalid_preview", "preview must be true or false")
+    return JobOptions(effects, max_size, fmt, BOOLEANS[preview])
+
+
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}

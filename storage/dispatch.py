@@ -7,7 +7,8 @@ computes only the missing outputs.
 
 Every end of a leader, however it comes (success, failure, cancel, a sweep after its record
 expired), goes through ``settle``, which hands each follower on exactly once:
-- the leader succeeded: the follower is finished from the cache;
+- the leader succeeded: the follower is finished from the cache (or, for a leader whose
+  outputs were not cached, from a reduced model input under load, with the leader's outputs);
 - the leader failed on the image itself (``invalid_image``): the follower, which sent the
   same bytes, fails the same way;
 - anything else (a lost worker, a storage fault, a cancel): the follower is dispatched anew,
@@ -78,6 +79,17 @@ class Dispatcher:
             return None
         return self.finish(record["id"], outputs, cache=how) or record  # or it expired
 
+    def _complete_from_leader(self, record: Record, leader: Record) -> Record | None:
+        """End a follower with its leader's own outputs, when they cover what it asked for;
+        None (and nothing done) otherwise."""
+        names = output_names(record["options"]["effects"])
+        outputs = leader.get("outputs") or {}
+        if not all(name in outputs for name in names):
+            return None
+        model_input = leader.get("model_input")
+        taken = {name: outputs[name] for name in names}
+        return self.finish(record["id"], taken, cache="joined", model_input=model_input) or record
+
     def finish(self, job_id: str, outputs: dict[str, Output], **fields: Any) -> Record | None:
         """End a job as succeeded, drop its staged input, hand over its followers."""
         record = self.jobs.update(job_id, ending("succeeded", outputs=outputs, **fields))
@@ -118,7 +130,9 @@ class Dispatcher:
         record = self.jobs.get(job_id)
         if record is None or record["status"] in TERMINAL:
             return
-        if leader["status"] == "succeeded" and self.complete_from_cache(record, "joined"):
+        if leader["status"] == "succeeded" and (
+            self.complete_from_cache(record, "joined") or self._complete_from_leader(record, leader)
+        ):
             return
         error = leader.get("error") or {}
         if leader["status"] == "failed" and error.get("code") in SHARED_FAILURES:

@@ -18,6 +18,7 @@ PUBLIC_FIELDS = (
     "options",
     "model",
     "batch_size",
+    "model_input",  # the model input side the job ran at (smaller under load); null if none ran
     "cache",  # hit | joined | miss | partial: how the result cache served the job
     "computed",  # the outputs this job's worker computed (the rest came from the cache)
     "error",
@@ -42,15 +43,21 @@ def absolute(url: str, base_url: str) -> str:
 def public_job(record: dict[str, Any], store: ObjectStore, base_url: str) -> dict[str, Any]:
     """The job as clients see it; relative storage URLs are made absolute on ``base_url``."""
     body = {field: record.get(field) for field in PUBLIC_FIELDS}
-    body["outputs"] = {
-        name: {
-            "url": absolute(store.url(out["key"]), base_url),
-            "content_type": out["content_type"],
-            "width": out["width"],
-            "height": out["height"],
+
+    def links(outputs: dict[str, Any]) -> dict[str, Any]:
+        return {
+            name: {
+                "url": absolute(store.url(out["key"]), base_url),
+                "content_type": out["content_type"],
+                "width": out["width"],
+                "height": out["height"],
+            }
+            for name, out in outputs.items()
         }
-        for name, out in (record.get("outputs") or {}).items()
-    }
+
+    body["outputs"] = links(record.get("outputs") or {})
+    # Small WebPs of the effects, stored while the job still runs when it asked for them.
+    body["preview"] = links(record["preview"]) if record.get("preview") else None
     body["timings"] = record.get("timings") or {}
     if record.get("webhook"):
         body["webhook"] = {field: record["webhook"].get(field) for field in WEBHOOK_FIELDS}

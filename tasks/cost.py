@@ -7,6 +7,7 @@ divided by the workers sharing it). Unset, nothing is estimated.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -54,3 +55,30 @@ class CostMeter:
         for basis, value in (("busy", self.per_1k_busy()), ("wall", self.per_1k_wall())):
             if value is not None:
                 metrics.COST.labels(basis=basis).set(value)
+
+
+class BusyClock:
+    """Seconds during which at least one batch ran: batches in flight at once count once.
+
+    ``start`` and ``stop`` (one pair per batch) each return the busy seconds accrued since
+    the previous call; their sum over time is the busy time."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._running = 0
+        self._since = clock()
+
+    def _accrue(self, change: int) -> float:
+        with self._lock:
+            now = self.clock()
+            gained = now - self._since if self._running else 0.0
+            self._since = now
+            self._running += change
+            return gained
+
+    def start(self) -> float:
+        return self._accrue(+1)
+
+    def stop(self) -> float:
+        return self._accrue(-1)

@@ -57,6 +57,10 @@ BATCH_SIZE = Histogram(
 )
 BUSY = Counter("worker_busy_seconds_total", "Seconds this worker spent running batches")
 IMAGES = Counter("images_processed_total", "Images that went through a batch on this worker")
+REDUCED_INPUT = Counter(
+    "reduced_input_images_total",
+    "Images run at the reduced model input because the gpu queue was deep (adaptive quality)",
+)
 COLD_START = Gauge(
     "cold_start_duration_seconds",
     "Worker start-up, by phase: load (weights and engine), warm_up, total (process start to "
@@ -99,6 +103,7 @@ JOB_ERROR_CODES = (
     "input_missing",
     "internal_error",
     "enqueue_failed",
+    "resources_exhausted",
 )
 
 
@@ -125,15 +130,17 @@ def record_job_stages(timings: Mapping[str, Any]) -> None:
             histogram.observe(seconds)
 
 
-def record_batch(
-    engine: str, inference_ms: float | None, model_batch: int, images: int, seconds: float
-) -> None:
-    """One batch: ``images`` jobs ran for ``seconds``; ``model_batch`` of them (those that
-    decoded) went through the engine once, taking ``inference_ms``."""
-    if inference_ms is not None:
-        INFERENCE.labels(engine=engine).observe(inference_ms / 1000)
-        BATCH_SIZE.observe(model_batch)
-    BUSY.inc(seconds)
+def record_model_call(engine: str, seconds: float, images: int) -> None:
+    """One engine call: a batch, or part of one (a batch of several input sizes, or split
+    after running out of device memory, makes several)."""
+    INFERENCE.labels(engine=engine).observe(seconds)
+    BATCH_SIZE.observe(images)
+
+
+def record_batch(images: int, busy_seconds: float) -> None:
+    """One batch of ``images`` jobs ended; ``busy_seconds``: what it adds to the time during
+    which some batch ran (batches in flight at once count once, see ``cost.BusyClock``)."""
+    BUSY.inc(busy_seconds)
     IMAGES.inc(images)
 
 

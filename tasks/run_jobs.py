@@ -4,7 +4,15 @@ No Celery here: the task hands over job ids and gets back each job's terminal st
 job computes only the outputs the result cache lacks when it starts; how a job ends (and what
 becomes of identical jobs attached to it) is the dispatcher's business, and what is recorded
 when it ends (metrics, the terminal log line, the webhook) the job store's hook's
-(``tasks/job_end.py``).
+(``tasks/job_end.py``). Several batches may run at once (one per thread of the worker's pool);
+the pipeline takes them through the device one at a time.
+
+Under load (``tasks/adaptive.py``) a batch may run at a reduced model input; a job does only if
+nothing it needs is cached (a cached mask would not match effects cut from a new one). Its
+outputs are stored under a content key of their own (the job's plus the input size) and never
+enter the result cache, so the cache only ever answers with full-quality results; jobs attached
+to it get its outputs all the same. The record's ``model_input`` says which input a job got.
+A job that asked for a preview has it stored and recorded (``preview``) while it still runs.
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from storage.dispatch import Dispatcher
-from storage.jobs import TERMINAL, ms_between, now_iso
-from storage.keys import result_key, staging_key
+from storage.jobs import TERMINAL, ms_between, now_iso, unless_ended
+from storage.keys import content_key, result_key, staging_key
 from storage.result_cache import Output, output_names
 from tasks import metrics
-from tasks.cost import CostMeter
+from tasks.adaptive import AdaptiveQuality
+from tasks.cost import BusyClock, CostMeter
 from tasks.logs import log_job_stage
-from workers.pipeline import JobInput, JobOutcome, Pipeline
+from workers.pipeline import BatchResult, EncodedOutput, JobInput, JobOutcome, Pipeline
 
 log = logging.getLogger("cutout.jobs")
 
@@ -40,7 +49,11 @@ class Started:
 
 class JobRunner:
     def __init__(
-        self, dispatcher: Dispatcher, pipeline: Pipeline, cost: CostMeter | None = None
+        self,
+        dispatcher: Dispatcher,
+        pipeline: Pipeline,
+        cost: CostMeter | None = None,
+        quality: AdaptiveQuality | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.jobs = dispatcher.jobs
@@ -48,57 +61,87 @@ class JobRunner:
         self.cache = dispatcher.cache
         self.pipeline = pipeline
         self.cost = cost
+        self.quality = quality
+        self.busy = BusyClock()
 
     def run(self, job_ids: Sequence[str], batch_id: str = "") -> dict[str, str]:
         """Process the jobs; returns each job's status afterwards (jobs gone are left out)."""
-        began = time.perf_counter()
+        busy = self.busy.start()
         statuses: dict[str, str] = {}
+        processed = 0
+        try:
+            processed = self._run(job_ids, batch_id, statuses)
+        finally:
+            busy += self.busy.stop()
+            metrics.record_batch(processed, busy)
+            if self.cost is not None:
+                self.cost.add(processed, busy)
+        return statuses
+
+    def _run(self, job_ids: Sequence[str], batch_id: str, statuses: dict[str, str]) -> int:
+        """Fills in ``statuses``; returns how many jobs went through the pipeline."""
+        began = time.perf_counter()
+        reduced = self.quality.model_input() if self.quality is not None else None
         started: dict[str, Started] = {}
         for job_id in dict.fromkeys(job_ids):  # a redelivered duplicate runs once
-            prepared = self._prepare(job_id, batch_id)
+            prepared = self._prepare(job_id, batch_id, reduced)
             if isinstance(prepared, Started):
                 started[job_id] = prepared
             elif prepared is not None:
                 statuses[job_id] = prepared
-        if started:
-            outcomes = self.pipeline.run([s.input for s in started.values()])
-            for outcome in outcomes:
-                log_job_stage(
-                    "processed",
-                    outcome.job_id,
-                    batch_id,
-                    outcome.timings,
-                    batch_size=outcome.batch_size,
-                    error_code=outcome.error_code,
-                )
-                metrics.record_job_stages(outcome.timings)
-                statuses[outcome.job_id] = self._finish(started[outcome.job_id], outcome)
-            self._record_batch(outcomes, time.perf_counter() - began, batch_id)
-        return statuses
+        if not started:
+            return 0
 
-    def _record_batch(self, outcomes: list[JobOutcome], seconds: float, batch_id: str) -> None:
-        ran = next((o for o in outcomes if "inference_ms" in o.timings), None)
-        inference_ms = ran.timings["inference_ms"] if ran else None
-        model_batch = ran.batch_size if ran else 0
+        def publish(job_id: str, previews: list[EncodedOutput]) -> None:
+            self._publish_preview(started[job_id], previews, batch_id)
+
+        result = self.pipeline.process([s.input for s in started.values()], publish)
+        stored_from = time.time()
+        for outcome in result.outcomes:
+            log_job_stage(
+                "processed",
+                outcome.job_id,
+                batch_id,
+                outcome.timings,
+                batch_size=outcome.batch_size,
+                model_input=outcome.model_input or None,
+                error_code=outcome.error_code,
+            )
+            metrics.record_job_stages(outcome.timings)
+            statuses[outcome.job_id] = self._finish(started[outcome.job_id], outcome)
+        result.spans["store"] = (round(stored_from, 3), round(time.time(), 3))
+        self._record_batch(result, time.perf_counter() - began, batch_id)
+        return len(result.outcomes)
+
+    def _record_batch(self, result: BatchResult, seconds: float, batch_id: str) -> None:
         engine = self.pipeline.segmenter.engine.name
-        metrics.record_batch(engine, inference_ms, model_batch, len(outcomes), seconds)
-        if self.cost is not None:
-            self.cost.add(len(outcomes), seconds)
+        for call in result.model_calls:
+            metrics.record_model_call(engine, call.seconds, call.images)
+        metrics.REDUCED_INPUT.inc(sum(1 for o in result.outcomes if self._reduced(o.model_input)))
+        calls = [
+            {"images": c.images, "input": c.input_size, "ms": _ms(c.seconds)}
+            for c in result.model_calls
+        ]
         log.info(
             "batch of %d done in %.3fs",
-            len(outcomes),
+            len(result.outcomes),
             seconds,
             extra={
                 "stage": "batch",
                 "batch_id": batch_id,
-                "jobs": len(outcomes),
-                "batch_size": model_batch,
+                "jobs": len(result.outcomes),
+                "job_ids": [o.job_id for o in result.outcomes],
                 "engine": engine,
-                "timings": {"inference_ms": inference_ms, "batch_ms": _ms(seconds)},
+                "model_calls": calls,
+                "spans": result.spans,  # stage → [start, end], epoch seconds
+                "timings": {
+                    "inference_ms": _ms(sum(c.seconds for c in result.model_calls)),
+                    "batch_ms": _ms(seconds),
+                },
             },
         )
 
-    def _prepare(self, job_id: str, batch_id: str) -> Started | str | None:
+    def _prepare(self, job_id: str, batch_id: str, reduced: int | None) -> Started | str | None:
         """Start the job and load what it needs to compute; or end it at once and return its
         status (None: the job is gone)."""
         record = self._start(job_id, batch_id)
@@ -117,7 +160,15 @@ class JobRunner:
         except FileNotFoundError:
             return self.fail(job_id, "input_missing", "the staged upload is gone")
         missing = tuple(e for e in options["effects"] if e not in cached)
-        job = JobInput(job_id, data, missing, options["max_size"], options["format"])
+        job = JobInput(
+            job_id,
+            data,
+            missing,
+            options["max_size"],
+            options["format"],
+            model_input=None if cached else reduced,  # a cached mask must match new effects
+            preview=bool(options.get("preview")),
+        )
         return Started(record, cached, job)
 
     def _start(self, job_id: str, batch_id: str) -> dict[str, Any] | None:
@@ -151,6 +202,39 @@ class JobRunner:
         record = self.dispatcher.finish(job_id, outputs, **fields)
         return record["status"] if record else "succeeded"
 
+    def _reduced(self, model_input: int | None) -> bool:
+        return bool(model_input) and model_input != self.pipeline.segmenter.config.input_size
+
+    def _results_key(self, record: dict[str, Any], model_input: int | None) -> str:
+        """Where the job's outputs go: under its content key, or, at a reduced input, under a
+        key of their own, so they never stand in for the full-quality outputs."""
+        if self._reduced(model_input):
+            return content_key([record["content_key"], f"model_input={model_input}"])
+        return str(record["content_key"])
+
+    def _save(self, key: str, out: EncodedOutput) -> Output:
+        self.store.save(key, out.data, out.content_type, immutable=True)
+        return {
+            "key": key,
+            "content_type": out.content_type,
+            "width": out.width,
+            "height": out.height,
+            "bytes": len(out.data),
+        }
+
+    def _publish_preview(
+        self, started: Started, previews: list[EncodedOutput], batch_id: str
+    ) -> None:
+        """Store the previews and put them on the record while the job still runs."""
+        record = started.record
+        base = self._results_key(record, started.input.model_input)
+        saved = {
+            out.name: self._save(result_key(base, f"preview-{out.name}", out.extension), out)
+            for out in previews
+        }
+        self.jobs.update(record["id"], unless_ended({"preview": saved}))
+        log_job_stage("preview", record["id"], batch_id, {}, outputs=list(saved))
+
     def _finish(self, started: Started, outcome: JobOutcome) -> str:
         record, cached = started.record, started.cached
         job_id = record["id"]
@@ -158,20 +242,14 @@ class JobRunner:
             return self.fail(job_id, outcome.error_code or "failed", outcome.error_message or "")
         start = time.perf_counter()
         computed: dict[str, Output] = {}
+        base = self._results_key(record, outcome.model_input)
         try:
             for out in outcome.outputs:
                 if out.name in cached:
                     continue  # never overwrite what clients may already hold (the mask)
-                key = result_key(record["content_key"], out.name, out.extension)
-                self.store.save(key, out.data, out.content_type, immutable=True)
-                computed[out.name] = {
-                    "key": key,
-                    "content_type": out.content_type,
-                    "width": out.width,
-                    "height": out.height,
-                    "bytes": len(out.data),
-                }
-            self.cache.store(record["content_key"], computed)
+                computed[out.name] = self._save(result_key(base, out.name, out.extension), out)
+            if not self._reduced(outcome.model_input):
+                self.cache.store(record["content_key"], computed)
         except Exception as exc:
             log.exception("storing outputs of job %s failed", job_id, extra={"job_id": job_id})
             return self.fail(job_id, "storage_error", f"could not store the outputs: {exc}")
@@ -185,5 +263,6 @@ class JobRunner:
             outputs,
             timings=timings,
             batch_size=outcome.batch_size,
+            model_input=outcome.model_input,
             computed=list(computed),
         )

@@ -13,7 +13,9 @@ from celery_batches import Batches, SimpleRequest
 
 from storage.heartbeats import Heartbeats
 from tasks import metrics
+from tasks.adaptive import AdaptiveQuality
 from tasks.cost import CostMeter
+from tasks.queue_stats import BrokerQueues
 from tasks.resources import StorageResources
 from tasks.run_jobs import JobRunner
 
@@ -21,7 +23,8 @@ log = logging.getLogger("cutout.segment")
 
 
 class SegmentTask(StorageResources, Batches):
-    """Holds the per-process model, stores and thread pool, built on first use."""
+    """Holds the per-process model, stores and thread pool, built on first use (the worker
+    builds them before it takes jobs, so the batches in flight never race to)."""
 
     @property  # type: ignore[override]
     def flush_every(self) -> int:
@@ -46,7 +49,20 @@ class SegmentTask(StorageResources, Batches):
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
         metrics.record_cold_start("load", seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
-        return JobRunner(self.dispatcher, Pipeline(segmenter, pool), cost=CostMeter.from_env())
+        queues = BrokerQueues(self.redis, self.app.conf.broker_transport_options)
+        queue = self.app.conf.task_routes[self.name]["queue"]
+        quality = AdaptiveQuality(
+            lambda: queues.depth(queue), settings.adaptive_queue_depth, segmenter.reduced_input
+        )
+        if quality.enabled:
+            log.info(
+                "adaptive quality: %d px input while over %d jobs wait on %s",
+                segmenter.reduced_input,
+                settings.adaptive_queue_depth,
+                queue,
+            )
+        pipeline = Pipeline(segmenter, pool)
+        return JobRunner(self.dispatcher, pipeline, CostMeter.from_env(), quality)
 
 
 @shared_task(base=SegmentTask, bind=True, name="cutout.segment")

@@ -147,12 +147,14 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
 
 
 def start_worker(
-    env: dict[str, str], logs: Path, name: str = "gpu", queue: str = "gpu"
+    env: dict[str, str], logs: Path, name: str = "gpu", queue: str = "gpu", *more_args: str
 ) -> subprocess.Popen[bytes]:
+    # Threads as celeryconfig says (worker_concurrency: the gpu worker's batches in flight).
     args = [
         sys.executable, "-m", "celery", "-A", "tasks.worker", "worker",
-        "--queues", queue, "--pool", "threads", "--concurrency", "1",
+        "--queues", queue, "--pool", "threads",
         "--hostname", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
+        *more_args,
     ]  # fmt: skip
     # Multiprocess metrics as in compose, in a directory of this worker's own.
     env = {"PROMETHEUS_MULTIPROC_DIR": str(logs / f"{name}-metrics"), **env}
@@ -182,9 +184,8 @@ def run_stack(
     redis.Redis.from_url(redis_url).flushdb()
     files, logs = base / "files", base / "logs"
     logs.mkdir()
-    env = stack_env(
-        redis_url, files, CUTOUT_FLUSH_INTERVAL="0.3", CUTOUT_COST_PER_HOUR="2.5", **extra_env
-    )
+    defaults = {"CUTOUT_FLUSH_INTERVAL": "0.3", "CUTOUT_COST_PER_HOUR": "2.5"}
+    env = stack_env(redis_url, files, **{**defaults, **extra_env})
     processes = [start_worker(env, logs)]
     if housekeeping:  # the io queue's worker, and beat sending it the periodic cleanup
         io_env = {**env, "CUTOUT_METRICS_PORT": str(free_port())}

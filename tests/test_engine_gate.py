@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,10 +12,21 @@ import torch
 from workers.calibrate import calibrate_int8
 from workers.engines import EngineContext, build_engine
 from workers.engines import check as check_cli
-from workers.engines.gate import GateRun, check_engine, run_gate, timed_masks
+from workers.engines.gate import (
+    REDUCED_INPUT_MIN_IOU,
+    GateRun,
+    check_engine,
+    run_gate,
+    timed_masks,
+)
 from workers.engines.keys import device_name
-from workers.engines.report import REPORT_NAME, read_records, report_key
-from workers.engines.select import auto_order, records_for, select_engine
+from workers.engines.report import REPORT_NAME, read_records, report_key, write_records
+from workers.engines.select import (
+    auto_order,
+    records_for,
+    reduced_input_refusal,
+    select_engine,
+)
 from workers.photos import CALIBRATION_PHOTOS, GATE_PHOTOS, load_photos
 from workers.predictor import engine_context, preprocess
 from workers.settings import WorkerSettings
@@ -109,3 +121,45 @@ def test_check_cli_files_a_report_that_auto_chooses_from(
     assert set(records) == {"eager", "onnxruntime"} and records["onnxruntime"].passed
     assert records_for(ctx) == records
     assert select_engine("auto", ctx).name == auto_order(records)[0]
+
+
+def test_a_reduced_input_is_held_to_eager_at_full_size_before_a_worker_may_use_it(
+    ctx: EngineContext,
+) -> None:
+    eager = build_engine("eager", ctx)
+    refusal = reduced_input_refusal(eager, ctx, 256)
+    assert refusal is not None and f"--size 256 --reference-size {SIZE}" in refusal
+    assert "input shapes" in (reduced_input_refusal(FixedShapeEngine(), ctx, 256) or "")
+
+    run = run_gate(
+        replace(ctx, input_size=256),
+        ["onnxruntime", "compiled"],
+        load_photos(GATE_PHOTOS[:3]),
+        SIZE,
+    )
+    assert run.reference_size == SIZE
+    assert [r.engine for r in run.results] == ["eager", "eager", "onnxruntime"]
+    assert "fixed input shapes" in run.skipped["compiled"]
+    judged = {r.engine: r for r in run.results[1:]}
+    assert all(r.min_iou == REDUCED_INPUT_MIN_IOU for r in judged.values())
+    assert 0.5 < judged["eager"].iou_mean < 1.0, "a smaller input is close, never the same"
+    records = run.records()
+    assert [r.engine for r in records] == ["eager", "onnxruntime"]
+    key = report_key(device_name(ctx.device), torch.__version__, ctx.model_hash, 256, SIZE)
+    write_records(ctx.artefact_dir / REPORT_NAME, key, records)
+    assert records_for(ctx, 256) == {r.engine: r for r in records}
+    assert records_for(ctx) != records_for(ctx, 256), "filed apart from the same-size gate"
+    verdict = reduced_input_refusal(eager, ctx, 256)
+    if records[0].passed:
+        assert verdict is None
+    else:
+        assert verdict is not None and "failed the quality gate" in verdict
+
+
+class FixedShapeEngine:
+    name = "compiled"  # built for fixed shapes: no reduced input, whatever a report says
+    device = torch.device("cpu")
+    warm_batch_sizes = (1,)
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("never run")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.icc import display_p3_profile
 from workers.imageio import (
     CODECS,
     InvalidImage,
@@ -197,3 +198,50 @@ def test_mask_is_a_lossless_grey_png() -> None:
     with Image.open(io.BytesIO(encode_mask(alpha))) as out:
         assert out.format == "PNG" and out.mode == "L"
         assert np.array_equal(np.asarray(out), alpha)
+
+
+@pytest.mark.parametrize(
+    ("max_side", "model_side", "read", "out", "model"),
+    [
+        (2048, 1024, (4000, 3000), (2048, 1536), None),  # the outputs need every pixel
+        (1500, 1024, (2000, 1500), (1500, 1125), None),  # 1/2 covers both
+        (512, 1024, (2000, 1500), (512, 384), (2000, 1500)),  # the model needs 1/2 alone
+        (512, 0, (1000, 750), (512, 384), None),  # no model: 1/4 covers the outputs
+        (512, 768, (2000, 1500), (512, 384), (2000, 1500)),  # 1/4 is 750 high: under 768
+        (512, 640, (1000, 750), (512, 384), (1000, 750)),  # a smaller model input: 1/4
+        (300, 256, (500, 375), (300, 225), (500, 375)),  # 1/8
+    ],
+)
+def test_a_jpeg_is_read_at_the_smallest_scale_covering_outputs_and_model(
+    max_side: int,
+    model_side: int,
+    read: tuple[int, int],
+    out: tuple[int, int],
+    model: tuple[int, int] | None,
+) -> None:
+    data = _encode(_gradient(4000, 3000), "JPEG", quality=80)
+    decoded = decode(data, max_side, model_side)
+    assert decoded.read_size == read
+    assert decoded.rgb.shape == (out[1], out[0], 3)
+    if model is None:
+        assert decoded.model_rgb is None
+    else:
+        assert decoded.model_rgb is not None
+        assert decoded.model_rgb.shape == (model[1], model[0], 3)
+        assert min(decoded.model_rgb.shape[:2]) >= min(model_side, 3000)
+
+
+def test_a_large_png_is_box_reduced_for_the_model() -> None:
+    decoded = decode(_encode(_gradient(3000, 2100), "PNG"), 256, 1024)
+    assert decoded.rgb.shape == (179, 256, 3)
+    assert decoded.model_rgb is not None and decoded.model_rgb.shape == (1050, 1500, 3)
+
+
+def test_a_display_p3_profile_is_kept_and_one_for_another_colour_space_dropped() -> None:
+    p3 = display_p3_profile()
+    assert decode(_encode(_gradient(), "JPEG", icc_profile=p3), 2048).icc_profile == p3
+    assert decode(_encode(_gradient(), "PNG", icc_profile=p3), 2048).icc_profile == p3
+    cmyk = _gradient().convert("CMYK")
+    fake_cmyk_profile = p3[:16] + b"CMYK" + p3[20:]  # a CMYK one would mislabel RGB outputs
+    decoded = decode(_encode(cmyk, "JPEG", icc_profile=fake_cmyk_profile), 2048)
+    assert decoded.icc_profile is None and decoded.rgb.shape == (48, 64, 3)

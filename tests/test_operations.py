@@ -68,7 +68,9 @@ def test_the_compose_file_validates(docker_compose: Path) -> None:
     gpu = services["gpu-worker"]
     (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert gpu["command"][gpu["command"].index("--concurrency") + 1] == "1"
+    # One process per GPU; its threads (batches in flight) come from celeryconfig.
+    assert gpu["command"][gpu["command"].index("--pool") + 1] == "threads"
+    assert "--concurrency" not in gpu["command"]
     assert "gunicorn" in services["api"]["command"]
     assert "--appendonly" in services["redis"]["command"]
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "ops:pw"

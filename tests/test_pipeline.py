@@ -119,8 +119,8 @@ def test_a_mixed_batch_gets_every_format_right(
     turned = np.asarray(rotated["color"][1]).astype(int)
     opaque = upright[..., 3] == 255
     assert np.abs(upright[..., :3] - turned)[opaque].mean() < 4
-    # Lossless PNG: opaque subject pixels are the decoded input's.
-    rgb = decode(photo_jpeg("coffee"), 256).rgb
+    # Lossless PNG: opaque subject pixels are the decoded input's (read for the model's input).
+    rgb = decode(photo_jpeg("coffee"), 256, segmenter.config.input_size).rgb
     assert np.array_equal(upright[..., :3][opaque], rgb[opaque])
 
 

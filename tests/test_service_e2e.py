@@ -64,7 +64,9 @@ CODEC_FORMATS = {  # requested format → what each effect comes as (see workers
 
 
 def check_outputs(job: dict[str, Any], source: bytes, fmt: str) -> None:
-    expected = decode(source, job["options"]["max_size"]).rgb
+    # Decoded as the worker did: read large enough for the model's input (a cache hit's
+    # outputs came from a job at the model's own 1024).
+    expected = decode(source, job["options"]["max_size"], job["model_input"] or 1024).rgb
     height, width = expected.shape[:2]
     assert set(job["outputs"]) == {"color", "enhancedblackwhite", "popart", "dithering", "mask"}
     mask_img = fetch_image(job["outputs"]["mask"]["url"])

@@ -1,8 +1,9 @@
 """Image bytes in and out: sniffing, header-only probing, decoding, encoding.
 
 Probing never decodes pixels, so a decompression bomb is refused from its header. Decoding
-applies the EXIF orientation, reads JPEGs at the smallest DCT scale that still covers the
-requested size (Pillow's draft mode), and keeps the ICC profile for the outputs.
+applies the EXIF orientation, reads JPEGs at the smallest DCT scale that still covers both the
+outputs and the model's input (Pillow's draft mode), and keeps an RGB ICC profile (an iPhone's
+Display P3) for the outputs.
 """
 
 from __future__ import annotations
@@ -33,9 +34,13 @@ class ImageInfo:
 
 @dataclass
 class DecodedImage:
-    rgb: np.ndarray  # H×W×3 uint8, upright
-    icc_profile: bytes | None
+    rgb: np.ndarray  # H×W×3 uint8, upright, at most the requested size on its long edge
+    icc_profile: bytes | None  # an RGB profile; others (CMYK, grey) do not fit RGB outputs
     source: ImageInfo
+    # A larger copy for the model, when ``rgb`` is smaller than the model's input on a side
+    # and the photo has more pixels; None when ``rgb`` serves the model as well.
+    model_rgb: np.ndarray | None = None
+    read_size: tuple[int, int] = (0, 0)  # what the decoder read (a JPEG: after DCT scaling)
 
 
 def _register_heif() -> None:
@@ -80,6 +85,12 @@ def probe(data: bytes) -> ImageInfo:
     return ImageInfo(fmt, width, height)
 
 
+def header_icc_profile(data: bytes) -> bytes | None:
+    """The photo's RGB ICC profile, read from its header (no pixel decode)."""
+    with _open(data) as img:
+        return _rgb_profile(img.info.get("icc_profile"))
+
+
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Scale (width, height) down, aspect kept, so the long edge is at most ``max_side``."""
     long_edge = max(width, height)
@@ -89,32 +100,60 @@ def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def decode(data: bytes, max_side: int) -> DecodedImage:
-    """Decode to upright RGB no larger than ``max_side`` on its long edge."""
+def decode(data: bytes, max_side: int, model_side: int = 0) -> DecodedImage:
+    """Decode to upright RGB no larger than ``max_side`` on its long edge.
+
+    ``model_side`` is the model's input side: the model resizes each image to a square of it,
+    so when the outputs are smaller than that on a side, a copy at least that large (as far as
+    the photo goes) is kept for the model in ``model_rgb``. A JPEG is read at the smallest DCT
+    scale (1/8, 1/4, 1/2 or 1) that still covers both.
+    """
     info = probe(data)
     img = _open(data)
     try:
-        icc = img.info.get("icc_profile")
+        icc = _rgb_profile(img.info.get("icc_profile"))
         orientation = img.getexif().get(0x0112, 1) if info.format != "heic" else 1
-        # The target size in stored (pre-rotation) orientation, for the DCT-domain downscale.
-        stored_w, stored_h = fit_within(info.width, info.height, max_side)
         if info.format == "jpeg":
-            img.draft("RGB", (stored_w, stored_h))
+            # Sizes in stored (pre-rotation) orientation; the model's square needs no turning.
+            out_w, out_h = fit_within(info.width, info.height, max_side)
+            need_w = max(out_w, min(info.width, model_side))
+            need_h = max(out_h, min(info.height, model_side))
+            img.draft("RGB", (need_w, need_h))
         img.load()
+        read_size = img.size
         if orientation != 1:
             img = ImageOps.exif_transpose(img)
         if img.mode != "RGB":
             img = _to_rgb(img)
         size = fit_within(img.width, img.height, max_side)
-        if img.size != size:
-            img = img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-        return DecodedImage(np.array(img), icc, info)
+        out = (
+            img
+            if img.size == size
+            else img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        )
+        model = _model_source(img, size, model_side)
+        return DecodedImage(np.array(out), icc, info, model, read_size)
     except InvalidImage:
         raise
     except Exception as exc:
         raise InvalidImage(f"cannot decode the {info.format} image: {exc}") from exc
     finally:
         img.close()
+
+
+def _model_source(img: Image.Image, out_size: tuple[int, int], side: int) -> np.ndarray | None:
+    """``img`` for the model when the outputs (``out_size``) are under ``side`` on a side and
+    ``img`` is larger; box-reduced by a whole factor while both sides stay at least ``side``."""
+    if side <= 0 or min(out_size) >= side or img.size == out_size:
+        return None
+    factor = min(img.size) // side
+    return np.array(img.reduce(factor) if factor >= 2 else img)
+
+
+def _rgb_profile(icc: bytes | None) -> bytes | None:
+    """The profile if it describes RGB (header bytes 16–19), else None: a CMYK or grey
+    profile would mislabel the RGB outputs."""
+    return icc if icc and icc[16:20] == b"RGB " else None
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -12,10 +13,12 @@ import torch.nn.functional as F
 
 from workers.engines.base import Engine, EngineContext
 from workers.engines.keys import model_hash
-from workers.engines.select import select_engine
+from workers.engines.select import reduced_input_refusal, select_engine
 from workers.models import build_model, model_config
 from workers.models.config import ModelConfig
 from workers.settings import WorkerSettings
+
+log = logging.getLogger("cutout.engines")
 
 
 def preprocess(
@@ -41,7 +44,10 @@ class Segmenter:
     """Runs one engine over batches of images.
 
     ``images`` are 3×H×W uint8 tensors of any size; masks come back as 1×H×W float32 in [0, 1]
-    at each image's own size.
+    at each image's own size (or at the sizes asked for).
+
+    ``reduced_input`` is a smaller model input the quality gate allowed for this engine (see
+    ``workers.engines.select.reduced_input_refusal``), used under load; None when there is none.
     """
 
     def __init__(
@@ -49,23 +55,32 @@ class Segmenter:
         engine: Engine,
         config: ModelConfig,
         cold_start_seconds: dict[str, float] | None = None,
+        reduced_input: int | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
         self.device = engine.device
+        self.reduced_input = reduced_input
         # import / weight_load / engine_build / warm_up / total: kept for metrics exporters.
         self.cold_start_seconds: dict[str, float] = dict(cold_start_seconds or {})
 
-    def preprocess(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
-        """B×3×S×S normalised model input (bilinear resize to the model's input size)."""
-        return preprocess(images, self.config, self.config.input_size, self.device)
+    def preprocess(
+        self, images: Sequence[torch.Tensor], input_size: int | None = None
+    ) -> torch.Tensor:
+        """B×3×S×S normalised model input (bilinear resize to ``input_size``, by default the
+        model's)."""
+        size = input_size or self.config.input_size
+        return preprocess(images, self.config, size, self.device)
 
     def warm_up(self) -> dict[str, float]:
-        """Run one batch at each shape the engine prepared (captured or compiled), so the first
-        job pays for no lazy initialisation; adds ``warm_up`` and ``total`` to the cold start."""
+        """Run one batch at each shape the engine prepared (captured or compiled), and at the
+        reduced input if there is one, so the first job pays for no lazy initialisation; adds
+        ``warm_up`` and ``total`` to the cold start."""
         start = time.perf_counter()
-        size = self.config.input_size
-        for n in self.engine.warm_batch_sizes:
+        shapes = [(n, self.config.input_size) for n in self.engine.warm_batch_sizes]
+        if self.reduced_input is not None:
+            shapes.append((1, self.reduced_input))
+        for n, size in shapes:
             self.engine.predict(torch.zeros(n, 3, size, size, device=self.device))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -75,13 +90,21 @@ class Segmenter:
         )
         return self.cold_start_seconds
 
-    def predict(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        masks = self.engine.predict(self.preprocess(images))
+    def predict(
+        self,
+        images: Sequence[torch.Tensor],
+        sizes: Sequence[tuple[int, int]] | None = None,
+        input_size: int | None = None,
+    ) -> list[torch.Tensor]:
+        """A mask per image, at ``sizes`` ((H, W) each; by default each image's own), from the
+        model run at ``input_size`` (by default the model's)."""
+        masks = self.engine.predict(self.preprocess(images, input_size))
+        sizes = sizes or [(img.shape[1], img.shape[2]) for img in images]
         return [
-            F.interpolate(m.unsqueeze(0), size=img.shape[1:], mode="bilinear", align_corners=False)
+            F.interpolate(m.unsqueeze(0), size=size, mode="bilinear", align_corners=False)
             .squeeze(0)
             .clamp_(0, 1)
-            for m, img in zip(masks, images, strict=True)
+            for m, size in zip(masks, sizes, strict=True)
         ]
 
 
@@ -120,7 +143,14 @@ def load_segmenter(settings: WorkerSettings, engine: str | None = None) -> tuple
     cold = {"weight_load": ctx.weight_load_seconds, "engine_build": build - ctx.weight_load_seconds}
     if imported is not None:
         cold = {"import": imported, **cold}
-    return Segmenter(built, ctx.config, cold), build
+    reduced = None
+    if settings.adaptive_queue_depth > 0:
+        refusal = reduced_input_refusal(built, ctx, settings.reduced_input)
+        if refusal is None:
+            reduced = settings.reduced_input
+        else:
+            log.warning("adaptive quality is off: %s", refusal)
+    return Segmenter(built, ctx.config, cold, reduced), build
 
 
 def process_age_seconds() -> float | None:

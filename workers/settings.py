@@ -20,6 +20,10 @@ class WorkerSettings:
     encode_threads: int = 0  # 0: one per CPU core
     engine: str = "auto"  # one of ENGINE_CHOICES
     max_batch: int = 8  # the batcher's flush size (CUTOUT_FLUSH_EVERY)
+    # Adaptive quality: while more than this many jobs wait on the gpu queue, jobs run at the
+    # reduced model input (0: never), if the engine takes it and the quality gate allowed it.
+    adaptive_queue_depth: int = 0
+    reduced_input: int = 768
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_CHOICES:
@@ -29,6 +33,10 @@ class WorkerSettings:
             )
         if self.max_batch < 1:
             raise ValueError(f"CUTOUT_FLUSH_EVERY must be at least 1, not {self.max_batch}")
+        if self.adaptive_queue_depth < 0 or self.reduced_input < 32:
+            raise ValueError(
+                "CUTOUT_ADAPTIVE_QUEUE_DEPTH must be 0 or more and CUTOUT_REDUCED_INPUT at least 32"
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> WorkerSettings:
@@ -43,6 +51,10 @@ class WorkerSettings:
             encode_threads=int(env.get("CUTOUT_ENCODE_THREADS", default.encode_threads)),
             engine=env.get("CUTOUT_ENGINE", default.engine).strip().lower(),
             max_batch=int(env.get("CUTOUT_FLUSH_EVERY", default.max_batch)),
+            adaptive_queue_depth=int(
+                env.get("CUTOUT_ADAPTIVE_QUEUE_DEPTH", default.adaptive_queue_depth)
+            ),
+            reduced_input=int(env.get("CUTOUT_REDUCED_INPUT", default.reduced_input)),
         )
 
     def checkpoint_path(self) -> Path:

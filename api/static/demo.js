@@ -1,4 +1,5 @@
-// The demo page: upload a photo to /api/v2/jobs, poll the job, show its four outputs.
+// The demo page: upload a photo to /api/v2/jobs, poll the job, show its previews while it
+// runs, then its four outputs.
 // Plain browser JavaScript, no build step and no dependencies.
 "use strict";
 
@@ -101,6 +102,7 @@
       failures = 0;
       if (run !== currentRun) return null;
       showStep(job.status);
+      if (job.status === "processing" && job.preview) showPreview(job);
       if (job.status === "succeeded") return job;
       if (job.status === "failed" || job.status === "canceled") {
         const error = job.error || {};
@@ -132,6 +134,7 @@
   }
 
   function reset(file) {
+    delete $("effects").dataset.previewOf;
     $("error").hidden = true;
     $("results").hidden = true;
     $("effects").replaceChildren();
@@ -213,7 +216,25 @@
     return row;
   }
 
+  // The worker's small previews (asked for with the upload), while the full outputs encode.
+  function showPreview(job) {
+    if ($("effects").dataset.previewOf === job.id) return;
+    const cards = Object.keys(EFFECTS)
+      .filter((name) => job.preview[name])
+      .map((name) => {
+        const card = effectCard(name, job.preview[name], "preview");
+        card.classList.add("preview");
+        card.querySelector("a").remove(); // nothing to download yet
+        return card;
+      });
+    $("effects").replaceChildren(...cards);
+    $("effects").dataset.previewOf = job.id;
+    $("results").hidden = false;
+    $("status-text").textContent = "Preview: finishing the full-size outputs…";
+  }
+
   function showResults(job, fileName, uploadMs) {
+    delete $("effects").dataset.previewOf;
     const stem = stemOf(fileName);
     const cards = Object.keys(EFFECTS)
       .filter((name) => job.outputs[name])
@@ -243,6 +264,7 @@
     form.append("image", file, file.name);
     form.append("format", $("format").value);
     form.append("max_size", $("max-size").value);
+    form.append("preview", "true");
     try {
       const started = performance.now();
       const { status, body } = await upload(form, (fraction) => {

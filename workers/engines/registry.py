@@ -18,6 +18,9 @@ class EngineInfo:
     build: Callable[[EngineContext], Engine]
     min_iou: float  # mask IoU (at 0.5) against eager that the gate requires
     summary: str
+    # Takes any input size (fully convolutional, dynamic shapes), so it can run at a reduced
+    # input under load; compiled and TensorRT engines are built for fixed shapes.
+    any_input_size: bool = True
 
 
 ENGINES: dict[str, EngineInfo] = {
@@ -25,10 +28,14 @@ ENGINES: dict[str, EngineInfo] = {
     "half": EngineInfo(
         HalfEngine, 0.99, "fp16 (CUDA, with CUDA graphs) / bf16 (CPU), channels_last"
     ),
-    "compiled": EngineInfo(CompiledEngine, 0.99, "AOTInductor packages cached on disk"),
+    "compiled": EngineInfo(
+        CompiledEngine, 0.99, "AOTInductor packages cached on disk", any_input_size=False
+    ),
     "onnxruntime": EngineInfo(OnnxRuntimeEngine, 0.99, "onnxruntime CPU on our fp32 export"),
     "int8": EngineInfo(Int8Engine, 0.97, "onnxruntime CPU, static INT8 calibrated on photos"),
-    "tensorrt": EngineInfo(TensorRTEngine, 0.99, "torch-tensorrt fp16 (unverified)"),
+    "tensorrt": EngineInfo(
+        TensorRTEngine, 0.99, "torch-tensorrt fp16 (unverified)", any_input_size=False
+    ),
 }
 
 

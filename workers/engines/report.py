@@ -3,7 +3,8 @@
 One JSON file in the model dir. Entries are keyed by device name, torch version, weights hash
 and input size, so a report from another card, another torch or other weights is never read
 as this one's. Speed is kept as a ratio to eager measured in the same run, so engines gated in
-separate runs (on a machine whose load changed in between) still compare fairly.
+separate runs (on a machine whose load changed in between) still compare fairly. A reduced
+input held to eager at full size (adaptive quality) is filed under a key naming both sizes.
 """
 
 from __future__ import annotations
@@ -31,8 +32,18 @@ class EngineRecord:
     checked_at: str
 
 
-def report_key(device: str, torch_version: str, model_hash: str, input_size: int) -> str:
-    return f"{device} | torch {torch_version} | weights {model_hash[:16]} | {input_size}px"
+def report_key(
+    device: str,
+    torch_version: str,
+    model_hash: str,
+    input_size: int,
+    reference_size: int | None = None,
+) -> str:
+    """``reference_size``: the size eager ran at as the reference, when not ``input_size``."""
+    key = f"{device} | torch {torch_version} | weights {model_hash[:16]} | {input_size}px"
+    if reference_size is not None and reference_size != input_size:
+        key += f" vs {reference_size}px"
+    return key
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -21,9 +21,33 @@ from workers.engines.report import REPORT_NAME, EngineRecord, read_records, repo
 log = logging.getLogger("cutout.engines")
 
 
-def records_for(ctx: EngineContext) -> dict[str, EngineRecord]:
-    key = report_key(device_name(ctx.device), torch.__version__, ctx.model_hash, ctx.size)
+def records_for(ctx: EngineContext, size: int | None = None) -> dict[str, EngineRecord]:
+    """The gate's records for this device, torch and weights: at ``ctx.size``, or with
+    ``size`` those of that (reduced) input held to eager at ``ctx.size``."""
+    key = report_key(
+        device_name(ctx.device), torch.__version__, ctx.model_hash, size or ctx.size, ctx.size
+    )
     return read_records(ctx.artefact_dir / REPORT_NAME, key)
+
+
+def reduced_input_refusal(engine: Engine, ctx: EngineContext, size: int) -> str | None:
+    """Why ``engine`` may not run at the reduced input ``size`` here, or None when it may: it
+    takes any input size and the gate passed it at ``size`` against eager at full size."""
+    info = ENGINES.get(engine.name)
+    if info is None or not info.any_input_size:
+        return f"engine {engine.name!r} runs at the input shapes it was built for only"
+    if not 0 < size < ctx.size:
+        return f"{size} px is not a reduced input (the model's is {ctx.size} px)"
+    record = records_for(ctx, size).get(engine.name)
+    command = f"python -m workers.engines.check --size {size} --reference-size {ctx.size}"
+    if record is None:
+        return f"the quality gate has not held {engine.name} at {size} px here: run `{command}`"
+    if not record.passed:
+        return (
+            f"{engine.name} at {size} px failed the quality gate "
+            f"(mean IoU {record.iou_mean:.4f} < {record.min_iou:.2f})"
+        )
+    return None
 
 
 def auto_order(records: dict[str, EngineRecord]) -> list[str]:
