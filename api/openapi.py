@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from api.uploads import MAX_OUTPUT_SIDE
-from storage.public_job import WEBHOOK_FIELDS
+from storage.public_job import PUBLIC_FIELDS, WEBHOOK_FIELDS
 from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
 
 bp = Blueprint("openapi", __name__)
@@ -191,23 +191,8 @@ def _schemas() -> dict[str, Any]:
             "timings": {"type": "object", "additionalProperties": {"type": "number"}},
             "webhook": webhook,
         },
-        "required": [
-            "id",
-            "status",
-            "created_at",
-            "started_at",
-            "completed_at",
-            "options",
-            "model",
-            "batch_size",
-            "model_input",
-            "cache",
-            "computed",
-            "error",
-            "outputs",
-            "preview",
-            "timings",
-        ],  # fmt: skip
+        # Every field public_job writes, whatever the job's state ("webhook" only when asked).
+        "required": [*PUBLIC_FIELDS, "outputs", "preview", "timings"],
     }
     error = {"type": "object", "properties": {"error": code_message}, "required": ["error"]}
     return {"Job": job, "Error": error}
