@@ -296,14 +296,10 @@ class Pipeline:
                 [item.model_tensor for item in items], [item.size for item in items], size
             )
         except torch.OutOfMemoryError as exc:
-            _free_device_memory(self.segmenter.device)
-            if len(items) == 1:
-                _fail(outcomes[items[0].job.job_id], exc, "resources_exhausted")
-                return []
-            half = len(items) // 2
             return [
-                *self._predict(items[:half], size, outcomes, calls),
-                *self._predict(items[half:], size, outcomes, calls),
+                done
+                for part in self._halves_after_oom(items, outcomes, exc)
+                for done in self._predict(part, size, outcomes, calls)
             ]
         seconds = time.perf_counter() - start
         calls.append(ModelCall(len(items), size, seconds))
@@ -314,6 +310,18 @@ class Pipeline:
             outcome.batch_size = len(items)
             outcome.model_input = size
         return items
+
+    def _halves_after_oom(
+        self, items: list[_Item], outcomes: dict[str, JobOutcome], exc: torch.OutOfMemoryError
+    ) -> list[list[_Item]]:
+        """After running out of device memory: the group's two halves to retry, or, for a
+        lone image, none (its job fails with ``resources_exhausted``)."""
+        _free_device_memory(self.segmenter.device)
+        if len(items) == 1:
+            _fail(outcomes[items[0].job.job_id], exc, "resources_exhausted")
+            return []
+        half = len(items) // 2
+        return [items[:half], items[half:]]
 
     def _render_all(self, items: list[_Item], outcomes: dict[str, JobOutcome]) -> list[_Item]:
         """The effects, one fused pass per group of same-size images; returns the items whose
@@ -330,12 +338,7 @@ class Pipeline:
             self._render(items, outcomes)
             return items
         except torch.OutOfMemoryError as exc:
-            _free_device_memory(self.segmenter.device)
-            if len(items) == 1:
-                _fail(outcomes[items[0].job.job_id], exc, "resources_exhausted")
-                return []
-            half = len(items) // 2
-            parts = [items[:half], items[half:]]
+            parts = self._halves_after_oom(items, outcomes, exc)
         except Exception as exc:
             if len(items) == 1:
                 _fail(outcomes[items[0].job.job_id], exc)
