@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, help="timed calls per row (CUDA 20, CPU 2)")
     parser.add_argument("--no-rembg", action="store_true")
     parser.add_argument("--no-cold", action="store_true")
+    parser.add_argument(
+        "--no-models", action="store_true", help="skip InSPyReNet next to IS-Net (bench.models)"
+    )
     parser.add_argument("--cold-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cold_child:
@@ -229,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + "\n".join(against_rembg(engines, ctx, max(1, repeats // 2))))
     if not args.no_cold:
         print("\n" + "\n".join(cold_starts(list(engines), settings, ctx)))
+    if not args.no_models:
+        from bench.models import DEFAULT_MODELS, table, time_models
+
+        print("\nModels, fp32 eager, random weights, batch 1, median of 3 rounds:\n")
+        print(table(time_models(list(DEFAULT_MODELS), 3, 1, ctx.device), 1))
     if notes:
         print("\n" + "\n".join(f"- {n}" for n in notes))
     return 0

@@ -7,7 +7,7 @@
 Each model runs at its config's input size on a random batch; weights are random (the time
 does not depend on them; InSPyReNet checkpoints cannot be fetched here). Rounds go round-robin
 over the models, so load on a shared machine touches all of them alike; the table reports the
-median of the rounds. ``time_models`` is the part to fold into bench/engines.py.
+median of the rounds. ``python -m bench.engines`` prints the same table after the engines.
 """
 
 from __future__ import annotations
