@@ -72,6 +72,13 @@ def test_engines_prepare_the_batchers_shapes(flush: int, sizes: tuple[int, ...])
     assert settings.engine_batch_sizes() == sizes
 
 
+def test_engine_shapes_can_be_named_instead() -> None:
+    env = {"CUTOUT_FLUSH_EVERY": "16", "CUTOUT_ENGINE_SHAPES": "16, 1"}
+    assert WorkerSettings.from_env(env).engine_batch_sizes() == (1, 16)
+    with pytest.raises(ValueError, match="CUTOUT_ENGINE_SHAPES"):
+        WorkerSettings.from_env({"CUTOUT_ENGINE_SHAPES": "0"})
+
+
 def test_short_batches_pad_to_the_next_prepared_shape() -> None:
     seen: list[int] = []
 

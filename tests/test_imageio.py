@@ -19,6 +19,7 @@ from workers.imageio import (
     encode_image,
     encode_mask,
     fit_within,
+    header_orientation,
     probe,
     sniff,
 )
@@ -99,6 +100,29 @@ def test_exif_orientation_is_applied(orientation: int) -> None:
     assert got.shape == expected.shape
     assert np.abs(got.astype(int) - expected.astype(int)).mean() < 2
     assert got.shape[:2] == ((80, 40) if orientation >= 5 else (40, 80))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_upright_on_a_tensor_turns_as_exif_transpose_does(orientation: int) -> None:
+    # What the device decoder applies (nvJPEG ignores EXIF): exact against Pillow, on a
+    # lossless image with no symmetry, so every flip and turn is told apart.
+    import torch
+    from PIL import ImageOps
+
+    from workers.device_decode import upright
+
+    arr = np.random.default_rng(orientation).integers(0, 256, (5, 7, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = _encode(Image.fromarray(arr), "PNG", exif=exif.tobytes())
+    assert header_orientation(data) == orientation
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    got = upright(torch.from_numpy(arr).permute(2, 0, 1), orientation).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_header_orientation_is_1_without_exif() -> None:
+    assert header_orientation(_encode(Image.new("RGB", (4, 4)), "JPEG")) == 1
 
 
 def test_decode_fits_max_size_and_keeps_aspect() -> None:

@@ -91,6 +91,13 @@ def header_icc_profile(data: bytes) -> bytes | None:
         return _rgb_profile(img.info.get("icc_profile"))
 
 
+def header_orientation(data: bytes) -> int:
+    """The EXIF orientation (1–8) from the header (no pixel decode); 1 where there is none."""
+    with _open(data) as img:
+        value = img.getexif().get(0x0112, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
     """Scale (width, height) down, aspect kept, so the long edge is at most ``max_side``."""
     long_edge = max(width, height)

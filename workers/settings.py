@@ -24,6 +24,9 @@ class WorkerSettings:
     # reduced model input (0: never), if the engine takes it and the quality gate allowed it.
     adaptive_queue_depth: int = 0
     reduced_input: int = 768
+    # Batch shapes engines prepare (CUDA graphs, compiled packages); empty: powers of two up
+    # to max_batch. Fewer shapes compile faster; a batch pads up to the next one, or splits.
+    engine_shapes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_CHOICES:
@@ -33,6 +36,10 @@ class WorkerSettings:
             )
         if self.max_batch < 1:
             raise ValueError(f"CUTOUT_FLUSH_EVERY must be at least 1, not {self.max_batch}")
+        if any(n < 1 for n in self.engine_shapes):
+            raise ValueError(
+                f"CUTOUT_ENGINE_SHAPES must be batch sizes of 1 or more, not {self.engine_shapes}"
+            )
         if self.adaptive_queue_depth < 0 or self.reduced_input < 32:
             raise ValueError(
                 "CUTOUT_ADAPTIVE_QUEUE_DEPTH must be 0 or more and CUTOUT_REDUCED_INPUT at least 32"
@@ -55,6 +62,9 @@ class WorkerSettings:
                 env.get("CUTOUT_ADAPTIVE_QUEUE_DEPTH", default.adaptive_queue_depth)
             ),
             reduced_input=int(env.get("CUTOUT_REDUCED_INPUT", default.reduced_input)),
+            engine_shapes=tuple(
+                int(n) for n in env.get("CUTOUT_ENGINE_SHAPES", "").replace(",", " ").split()
+            ),
         )
 
     def checkpoint_path(self) -> Path:
@@ -77,7 +87,10 @@ class WorkerSettings:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def engine_batch_sizes(self) -> tuple[int, ...]:
-        """The batch shapes engines prepare (CUDA graphs, compiled packages): powers of two
-        below the batcher's flush size, and the flush size itself; others pad up to these."""
+        """The batch shapes engines prepare (CUDA graphs, compiled packages): those of
+        ``CUTOUT_ENGINE_SHAPES``, else powers of two below the batcher's flush size and the
+        flush size itself; others pad up to these."""
+        if self.engine_shapes:
+            return tuple(sorted(set(self.engine_shapes)))
         sizes = {1 << i for i in range(self.max_batch.bit_length()) if 1 << i < self.max_batch}
         return tuple(sorted(sizes | {self.max_batch}))

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Every check and benchmark that needs a GPU, in one run on a lent GPU box (no network there:
+# its own torch, torchvision, onnxruntime, scikit-image; no Redis, Celery or Flask).
+#
+#   python -m bench.carry_weights pack ~/.cache/cutout/isnet-general-use.safetensors \
+#       .carry/isnet-int8.safetensors                       # here, once (.carry/ is ignored)
+#   bash bench/device_run.sh [SECONDS]                      # there, with .carry carried
+#
+# Steps run in order of how much their answer matters, each cut off so the whole ends within
+# SECONDS (default 420); tables go to $OUT/results.md, logs to $OUT/log.txt.
+set -u
+budget=${1:-420}
+began=$(date +%s)
+OUT=${OUT:-/tmp/cutout-device-out}
+mkdir -p "$OUT"
+results=$OUT/results.md
+logs=$OUT/log.txt
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export CUTOUT_DEVICE=cuda CUTOUT_MODEL_DIR=/tmp/cutout-models
+mkdir -p "$CUTOUT_MODEL_DIR"
+
+step() {  # step NAME SECONDS COMMAND...: run with what is left of the budget, at most SECONDS
+  local name=$1 limit=$2
+  shift 2
+  local left=$((budget - ($(date +%s) - began)))
+  ((limit > left)) && limit=$left
+  if ((limit < 10)); then
+    printf '\n### %s\n\nnot run: the budget was spent\n' "$name" | tee -a "$results"
+    return
+  fi
+  printf '\n### %s\n\n' "$name" >>"$results"
+  echo "=== $name (limit ${limit}s)" | tee -a "$logs"
+  local t0=$(date +%s.%N)
+  timeout --kill-after=5 "$limit" "$@" >>"$results" 2>>"$logs"
+  local rc=$?
+  local took=$(python3 -c "print(f'{$(date +%s.%N) - $t0:.1f}')")
+  printf '\n(exit %s, %s s)\n' "$rc" "$took" >>"$results"
+  echo "=== $name: exit $rc in ${took}s" | tee -a "$logs"
+}
+
+{
+  echo "# Device run $(date -u +%FT%TZ)"
+  echo
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv
+  python3 -c "import torch, torchvision, onnxruntime, PIL, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__, 'onnxruntime', onnxruntime.__version__, 'Pillow', PIL.__version__)"
+  echo "CPUs: $(nproc)"
+} >>"$results" 2>>"$logs"
+
+python3 -m bench.carry_weights unpack .carry/isnet-int8.safetensors \
+  "$CUTOUT_MODEL_DIR/isnet-general-use.safetensors" >>"$logs" 2>&1 || {
+  echo "cannot unpack the carried weights" | tee -a "$results"
+  exit 1
+}
+
+# 1. The CUDA paths work (graphs, nvJPEG upright, device JPEG, pipeline, real OOM, NVML).
+step "pytest -m gpu" 150 python3 -m pytest --noconftest -p no:cacheprovider -W default -m gpu -q -rs \
+  tests/test_gpu.py
+# 2. The quality gate on this GPU (files the report `auto` reads).
+step "quality gate: half" 90 python3 -m workers.engines.check --engines half
+# 3. Model only: eager and half (CUDA graphs) at batch 1..32, cold starts.
+CUTOUT_FLUSH_EVERY=32 step "engines: eager, half" 150 python3 -m bench.engines \
+  --engines eager,half --batches 1,8,16,32 --repeats 20 --no-rembg --no-models
+# 4. The worker's pipeline in process: one job, throughput with jpg+mask and webp, decode.
+CUTOUT_ENGINE=half CUTOUT_FLUSH_EVERY=16 step "pipeline in process" 150 python3 -m bench.pipeline \
+  --jobs 64 --batch 16 --in-flight 3 --repeats 5
+# 5. The four effects fused on the GPU against one at a time, and encoding.
+step "effects" 60 python3 -m bench.effects --device cuda --batch 8 --threads "$(nproc)" --repeats 5
+# 6. AOTInductor fp16 at batch 16 and 1: compile once, gate, time, cold start from the package.
+CUTOUT_ENGINE_SHAPES=1,16 step "quality gate: compiled" 300 python3 -m workers.engines.check \
+  --engines compiled
+CUTOUT_ENGINE_SHAPES=1,16 step "engines: compiled" 120 python3 -m bench.engines \
+  --engines eager,half,compiled --batches 1,16 --repeats 20 --no-rembg --no-models
+echo "total $(($(date +%s) - began)) s" | tee -a "$results"
