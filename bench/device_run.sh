@@ -4,24 +4,27 @@
 #
 #   python -m bench.carry_weights pack ~/.cache/cutout/isnet-general-use.safetensors \
 #       .carry/isnet-int8.safetensors                       # here, once (.carry/ is ignored)
-#   bash bench/device_run.sh [SECONDS]                      # there, with .carry carried
+#   bash bench/device_run.sh [SECONDS [STEPS]]              # there, with .carry carried
 #
 # Steps run in order of how much their answer matters, each cut off so the whole ends within
-# SECONDS (default 420); tables go to $OUT/results.md, logs to $OUT/log.txt.
+# SECONDS (default 420); STEPS picks some by number (default "1 2 3 4 5 6 7"). Tables go to
+# $OUT/results.md, logs (and a Python stack on a crash) to $OUT/log.txt.
 set -u
 budget=${1:-420}
+steps=" ${2:-1 2 3 4 5 6 7} "
 began=$(date +%s)
 OUT=${OUT:-/tmp/cutout-device-out}
 mkdir -p "$OUT"
 results=$OUT/results.md
 logs=$OUT/log.txt
-export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+export PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PYTHONFAULTHANDLER=1
 export CUTOUT_DEVICE=cuda CUTOUT_MODEL_DIR=/tmp/cutout-models
 mkdir -p "$CUTOUT_MODEL_DIR"
 
-step() {  # step NAME SECONDS COMMAND...: run with what is left of the budget, at most SECONDS
-  local name=$1 limit=$2
-  shift 2
+step() {  # step N NAME SECONDS COMMAND...: run with what is left of the budget, at most SECONDS
+  [[ $steps == *" $1 "* ]] || return 0
+  local name="$1. $2" limit=$3
+  shift 3
   local left=$((budget - ($(date +%s) - began)))
   ((limit > left)) && limit=$left
   if ((limit < 10)); then
@@ -53,21 +56,21 @@ python3 -m bench.carry_weights unpack .carry/isnet-int8.safetensors \
 }
 
 # 1. The CUDA paths work (graphs, nvJPEG upright, device JPEG, pipeline, real OOM, NVML).
-step "pytest -m gpu" 150 python3 -m pytest --noconftest -p no:cacheprovider -W default -m gpu -q -rs \
-  tests/test_gpu.py
+step 1 "pytest -m gpu" 150 python3 -m pytest --noconftest -p no:cacheprovider -W default -m gpu -q -rs \
+  tests/test_gpu.py tests/test_effects.py
 # 2. The quality gate on this GPU (files the report `auto` reads).
-step "quality gate: half" 90 python3 -m workers.engines.check --engines half
+step 2 "quality gate: half" 90 python3 -m workers.engines.check --engines half
 # 3. Model only: eager and half (CUDA graphs) at batch 1..32, cold starts.
-CUTOUT_FLUSH_EVERY=32 step "engines: eager, half" 150 python3 -m bench.engines \
+CUTOUT_FLUSH_EVERY=32 step 3 "engines: eager, half" 150 python3 -m bench.engines \
   --engines eager,half --batches 1,8,16,32 --repeats 20 --no-rembg --no-models
 # 4. The worker's pipeline in process: one job, throughput with jpg+mask and webp, decode.
-CUTOUT_ENGINE=half CUTOUT_FLUSH_EVERY=16 step "pipeline in process" 150 python3 -m bench.pipeline \
+CUTOUT_ENGINE=half CUTOUT_FLUSH_EVERY=16 step 4 "pipeline in process" 150 python3 -m bench.pipeline \
   --jobs 64 --batch 16 --in-flight 3 --repeats 5
 # 5. The four effects fused on the GPU against one at a time, and encoding.
-step "effects" 60 python3 -m bench.effects --device cuda --batch 8 --threads "$(nproc)" --repeats 5
+step 5 "effects" 60 python3 -m bench.effects --device cuda --batch 8 --threads "$(nproc)" --repeats 5
 # 6. AOTInductor fp16 at batch 16 and 1: compile once, gate, time, cold start from the package.
-CUTOUT_ENGINE_SHAPES=1,16 step "quality gate: compiled" 300 python3 -m workers.engines.check \
+CUTOUT_ENGINE_SHAPES=1,16 step 6 "quality gate: compiled" 300 python3 -m workers.engines.check \
   --engines compiled
-CUTOUT_ENGINE_SHAPES=1,16 step "engines: compiled" 120 python3 -m bench.engines \
+CUTOUT_ENGINE_SHAPES=1,16 step 7 "engines: compiled" 120 python3 -m bench.engines \
   --engines eager,half,compiled --batches 1,16 --repeats 20 --no-rembg --no-models
 echo "total $(($(date +%s) - began)) s" | tee -a "$results"

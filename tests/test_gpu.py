@@ -32,7 +32,8 @@ CUDA = torch.device("cuda")
 
 
 def _settings(**changes: object) -> WorkerSettings:
-    settings = replace(WorkerSettings.from_env(), device="cuda", **changes)  # type: ignore[arg-type]
+    changes = {"device": "cuda", **changes}
+    settings = replace(WorkerSettings.from_env(), **changes)  # type: ignore[arg-type]
     if not settings.checkpoint_path().is_file():
         pytest.skip(f"no weights at {settings.checkpoint_path()}")
     return settings
