@@ -57,7 +57,7 @@ python3 -m bench.carry_weights unpack .carry/isnet-int8.safetensors \
 
 # 1. The CUDA paths work (graphs, nvJPEG upright, device JPEG, pipeline, real OOM, NVML).
 step 1 "pytest -m gpu" 150 python3 -m pytest --noconftest -p no:cacheprovider -W default -m gpu -q -rs \
-  tests/test_gpu.py tests/test_effects.py
+  tests/test_gpu.py
 # 2. The quality gate on this GPU (files the report `auto` reads).
 step 2 "quality gate: half" 90 python3 -m workers.engines.check --engines half
 # 3. Model only: eager and half (CUDA graphs) at batch 1..32, cold starts.
