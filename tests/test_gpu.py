@@ -133,8 +133,8 @@ def test_pipeline_on_the_gpu_matches_the_cpu_pipeline() -> None:
                     np.asarray(files["mask"].convert("L"), np.float32) / 255
                 )
     for job in jobs:
-        turned = job.job_id.endswith("-1")  # stored turned: upright it is 600 wide, 800 high
-        assert masks["cuda", job.job_id].shape[0] == (800 if turned else 600)
+        # Both upright 1600×1200 (the second stored turned, with EXIF 6), fitted to 800.
+        assert masks["cuda", job.job_id].shape == masks["cpu", job.job_id].shape == (600, 800)
         assert mask_iou(masks["cuda", job.job_id], masks["cpu", job.job_id]) >= 0.99
 
 
