@@ -228,6 +228,22 @@ def test_compiled_package_is_cached_and_loaded_without_compiling(
         build_engine("compiled", small_context(tmp_path, model_hash="cd" * 32))
 
 
+def test_a_compiled_package_that_does_not_load_makes_the_engine_unavailable(
+    tmp_path: Path,
+) -> None:
+    """The loader runs in a child first: a package that kills it (a SIGSEGV on an H200 with
+    torch 2.11) or fails to load is a refusal with the reason, not a dead worker."""
+    from workers.engines.compiled import package_path
+
+    ctx = small_context(tmp_path)
+    path = package_path(ctx, "fp32", 1)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 not a package")  # cached, so nothing compiles
+    with pytest.raises(EngineUnavailable, match=r"compiled.*does not load with torch .*exit 1"):
+        build_engine("compiled", ctx)
+    assert not path.with_suffix(".loads").exists()
+
+
 @pytest.mark.parametrize(
     ("engine", "reason"),
     [

