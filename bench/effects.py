@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.timing import sync
 from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
 from workers.effects import EFFECTS, render
 from workers.imageio import JPEG_QUALITY, decode, encode_mask
@@ -51,11 +52,6 @@ def _photo() -> np.ndarray:
     out = io.BytesIO()
     img.save(out, "JPEG", quality=92)
     return decode(out.getvalue(), SIDE).rgb
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _median_ms(fn: Callable[[], object], repeats: int, clock=time.perf_counter) -> float:  # type: ignore[no-untyped-def]
@@ -98,7 +94,7 @@ def fused_vs_alone(
     def run(names: list[str]) -> Callable[[], object]:
         def go() -> None:
             render(image, mask, names)
-            _sync(device)
+            sync(device)
 
         return go
 
@@ -281,7 +277,7 @@ def _cuda_table(image: torch.Tensor, mask: torch.Tensor, batch: int, repeats: in
         out = {
             n: (c.clamp(0, 1) * 255).round().to(torch.uint8) for n, c in rendered.colours.items()
         }
-        _sync(device)
+        sync(device)
         return out
 
     effects_ms = _median_ms(effects, repeats)

@@ -19,17 +19,15 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
+from bench.timing import median_seconds, sync
 from workers.engines import ENGINES, Engine, EngineContext, EngineUnavailable, build_engine
 from workers.engines.compiled import package_path
 from workers.engines.keys import device_name
@@ -42,23 +40,6 @@ from workers.settings import WorkerSettings
 PHOTOS = ("astronaut", "chelsea", "coffee")
 ARTEFACTS = ("onnxruntime", "int8", "compiled", "tensorrt")  # engines that cache files
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _median_seconds(call: Callable[[], object], repeats: int, device: torch.device) -> float:
-    call()  # warm-up, untimed
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def build_all(ctx: EngineContext, names: list[str]) -> tuple[dict[str, Engine], dict[str, str]]:
@@ -81,7 +62,7 @@ def model_only(
     for name, engine in engines.items():
         for b in batches:
             x = one.expand(b, -1, -1, -1).contiguous().to(ctx.device)
-            seconds = _median_seconds(lambda: engine.predict(x), repeats, ctx.device)  # noqa: B023
+            seconds = median_seconds(lambda: engine.predict(x), repeats, ctx.device)  # noqa: B023
             per_second = b / seconds
             base = base or per_second  # eager, batch 1: the first row
             rows.append(
@@ -90,8 +71,9 @@ def model_only(
             )
             print(rows[-1], file=sys.stderr, flush=True)
     # The machine is shared: eager at batch 1 once more shows how far the load drifted.
+    assert base is not None, "eager runs first"
     x = one.to(ctx.device)
-    again = 1 / _median_seconds(lambda: engines["eager"].predict(x), repeats, ctx.device)
+    again = 1 / median_seconds(lambda: engines["eager"].predict(x), repeats, ctx.device)
     rows.append(
         f"| eager (again, last) | 1 | | {1000 / again:.1f} | {again:.2f} | {again / base:.2f}x |"
     )
@@ -119,12 +101,12 @@ def against_rembg(engines: dict[str, Engine], ctx: EngineContext, repeats: int) 
             os.environ["U2NET_HOME"] = home
             session = new_session("dis_custom", model_path=str(Path(home) / MEDIUM.filename))
             pil = [Image.fromarray(p) for p in photos.values()]
-            results["rembg 2.0.86 dis_custom"] = _median_seconds(
+            results["rembg 2.0.86 dis_custom"] = median_seconds(
                 lambda: [session.predict(img) for img in pil], repeats, ctx.device
             ) / len(pil)
     for name, engine in engines.items():
         segmenter = Segmenter(engine, ctx.config)
-        results[f"cutout {name}"] = _median_seconds(
+        results[f"cutout {name}"] = median_seconds(
             lambda: segmenter.predict(tensors),  # noqa: B023
             repeats,
             ctx.device,
@@ -141,7 +123,7 @@ def cold_child(engine: str) -> None:
     cold = segmenter.warm_up()
     photo = torch.from_numpy(load_photos(PHOTOS[:1])[PHOTOS[0]]).permute(2, 0, 1)
     segmenter.predict([photo])
-    _sync(segmenter.device)
+    sync(segmenter.device)
     print(json.dumps({"first_mask": process_age_seconds(), **cold}))
 
 

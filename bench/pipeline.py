@@ -25,13 +25,14 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import torch
 
 from bench.photos import phone_jpeg
+from bench.timing import median_seconds, sync
 from workers.device_decode import device_jpeg_decoder
 from workers.effect_names import EFFECT_NAMES
 from workers.engines.keys import device_name
@@ -42,23 +43,6 @@ from workers.settings import WorkerSettings
 
 MAX_SIZE = 2048  # the outputs' long edge, as the service's default
 SUBJECTS = ("coffee", "astronaut", "chelsea", "rocket")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_seconds(call: Callable[[], object], repeats: int, device: torch.device) -> float:
-    call()  # warm-up
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def phone_photos(count: int, pool: ThreadPoolExecutor) -> list[bytes]:
@@ -144,10 +128,10 @@ def decode_rates(
     decoder = device_jpeg_decoder(device)
     if decoder is not None:
         decoder(photos[:2])  # warm: nvJPEG's handles
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         decoder(photos)
-        _sync(device)
+        sync(device)
         rows.append(
             f"| nvJPEG, one batched call, upright on the device "
             f"| {(time.perf_counter() - start) * 1000 / len(photos):.2f} |"
