@@ -197,3 +197,19 @@ def test_cuda_matches_cpu() -> None:
             assert diff.mean() < 0.05  # error diffusion amplifies rounding differences
         else:
             assert diff.mean() < 1 / 255, name
+
+
+def test_a_batch_renders_each_image_as_it_would_alone() -> None:
+    # A batch's images are dithered side by side on threads: each must get its own ink.
+    image, mask = golden.inputs("chelsea")
+    batch_image = torch.cat((image, image.flip(-1), image * 0.7))
+    batch_mask = torch.cat((mask, mask.flip(-1), mask))
+    together = render(batch_image, batch_mask, EFFECT_NAMES)
+    for i in range(3):
+        alone = render(batch_image[i : i + 1], batch_mask[i : i + 1], EFFECT_NAMES)
+        for name in EFFECT_NAMES:
+            got, want = together.colours[name][i], alone.colours[name][0]
+            if name == "dithering":
+                assert torch.equal(got, want), i
+            else:
+                assert (got - want).abs().max().item() < 1e-4, (name, i)
