@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -76,25 +75,9 @@ def throughput(
     """Jobs/s with ``in_flight`` threads taking batches in turn, as the worker's pool does."""
     jobs = [JobInput(f"{fmt}-{i}", p, EFFECT_NAMES, MAX_SIZE, fmt) for i, p in enumerate(photos)]
     batches = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]
-    results: list[BatchResult] = []
-    lock = threading.Lock()
-
-    def take() -> None:
-        while True:
-            with lock:
-                if not batches:
-                    return
-                mine = batches.pop(0)
-            result = pipeline.process(mine)
-            with lock:
-                results.append(result)
-
     start = time.perf_counter()
-    threads = [threading.Thread(target=take) for _ in range(in_flight)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="batch") as batch_threads:
+        results = list(batch_threads.map(pipeline.process, batches))
     seconds = time.perf_counter() - start
     failed = [o for r in results for o in r.outcomes if not o.ok]
     if failed:
