@@ -4,6 +4,11 @@ batch (threads, deferred host step) equal Pillow's too."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +79,32 @@ def test_a_deferred_host_step_finishes_dithering_exactly_as_the_whole_effect() -
         ink = step.on_host(grey)
         want = (whole.colours["dithering"][index] * 255).round().to(torch.uint8)
         assert np.array_equal(ink[..., 0], want[0].numpy())
+
+
+SIMULATED = """
+import json, sys
+import numpy as np
+from workers.effects import dither_cuda
+from workers.effects.dither import diffuse
+
+kernel = dither_cuda._kernel()
+rng = np.random.default_rng(11)
+grey = rng.integers(0, 256, (3, 13, 10), dtype=np.uint8)
+grey[1] = np.linspace(0, 255, 10).round().astype(np.uint8)  # a gradient
+grey[2] = 128
+ink = np.zeros_like(grey)
+kernel[3, 4](grey, ink, 10)  # 4 threads for 13 rows: up to 4 rows a thread
+print(json.dumps([bool(np.array_equal(ink[b], diffuse(grey[b]))) for b in range(3)]))
+"""
+
+
+@pytest.mark.slow
+def test_the_cuda_kernel_itself_matches_pillow_in_numbas_cuda_simulator() -> None:
+    """The kernel as launched on a GPU (blocks, threads, shared memory, barriers), run by
+    numba's CUDA simulator: one Python thread per GPU thread, so a tiny batch."""
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", SIMULATED], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.splitlines()[-1]) == [True, True, True]

@@ -27,8 +27,6 @@ def runs_on(grey: torch.Tensor) -> bool:
 
 def floyd_steinberg(grey: torch.Tensor) -> torch.Tensor:
     """B×1×H×W uint8 grey on a CUDA device → its ink (0 or 255), on the device."""
-    from numba import cuda
-
     kernel = _kernel()
     batch, _, height, width = grey.shape
     planes = grey[:, 0].contiguous()
@@ -43,41 +41,52 @@ def floyd_steinberg(grey: torch.Tensor) -> torch.Tensor:
     return ink.unsqueeze(1)
 
 
+# numba's names, set by ``_kernel`` once numba imports. Module globals, not closure cells:
+# numba's CUDA simulator (the tests' way to run the kernel on a CPU) swaps ``cuda`` here.
+cuda: Any = None
+_int16: Any = None
+_int32: Any = None
+_step: Any = None
+
+
+def _diffuse(grey, ink, width):  # type: ignore[no-untyped-def]
+    """The kernel: block b diffuses image b, thread i rows i, i + blockDim, …"""
+    image = cuda.blockIdx.x
+    height = grey.shape[1]
+    shared = cuda.shared.array((2, MAX_HEIGHT + 1), _int16)
+    states = cuda.local.array((ROWS_PER_THREAD, 3), _int32)
+    for row in range(ROWS_PER_THREAD):
+        for j in range(3):
+            states[row, j] = 0
+    i = cuda.threadIdx.x
+    while i <= height:
+        shared[0, i] = 0
+        shared[1, i] = 0
+        i += cuda.blockDim.x
+    cuda.syncthreads()
+    for t in range(width + 1 + 2 * (height - 1)):
+        for row in range(ROWS_PER_THREAD):
+            y = cuda.threadIdx.x + row * cuda.blockDim.x
+            if y < height:
+                _step(t, y, width, image, grey, ink, shared, states, row)
+        cuda.syncthreads()
+
+
 @functools.cache
 def _kernel() -> Any:
     """The compiled kernel (on first use), or None where numba-cuda or a device is missing."""
+    global cuda, _int16, _int32, _step
     try:
-        from numba import config, cuda, int16, int32
+        from numba import config, int16, int32
+        from numba import cuda as numba_cuda
 
-        if not cuda.is_available():
+        if not numba_cuda.is_available():
             return None
     except Exception:  # not installed, or no driver it can use
         return None
     from workers.effects.dither import pixel_step
 
     config.CUDA_LOW_OCCUPANCY_WARNINGS = False  # one block per image, by design
-    step = cuda.jit(device=True)(pixel_step)
-
-    @cuda.jit
-    def kernel(grey, ink, width):  # type: ignore[no-untyped-def]
-        image = cuda.blockIdx.x
-        height = grey.shape[1]
-        shared = cuda.shared.array((2, MAX_HEIGHT + 1), int16)
-        states = cuda.local.array((ROWS_PER_THREAD, 3), int32)
-        for row in range(ROWS_PER_THREAD):
-            for j in range(3):
-                states[row, j] = 0
-        i = cuda.threadIdx.x
-        while i <= height:
-            shared[0, i] = 0
-            shared[1, i] = 0
-            i += cuda.blockDim.x
-        cuda.syncthreads()
-        for t in range(width + 1 + 2 * (height - 1)):
-            for row in range(ROWS_PER_THREAD):
-                y = cuda.threadIdx.x + row * cuda.blockDim.x
-                if y < height:
-                    step(t, y, width, image, grey, ink, shared, states, row)
-            cuda.syncthreads()
-
-    return kernel
+    cuda, _int16, _int32 = numba_cuda, int16, int32
+    _step = cuda.jit(device=True)(pixel_step)
+    return cuda.jit(_diffuse)
