@@ -86,7 +86,7 @@ def _kernel() -> Any:
         return None
     from workers.effects.dither import pixel_step
 
-    config.CUDA_LOW_OCCUPANCY_WARNINGS = False  # one block per image, by design
+    setattr(config, "CUDA_LOW_OCCUPANCY_WARNINGS", False)  # noqa: B010 (one block per image, by design)
     cuda, _int16, _int32 = numba_cuda, int16, int32
     _step = cuda.jit(device=True)(pixel_step)
     return cuda.jit(_diffuse)
