@@ -43,32 +43,88 @@ class Encoding:
         return self.masked.item
 
 
+Arrays = dict[str, np.ndarray]
+PerJob = list[dict[str, Future[bytes] | bytes]]  # per job of the group: name → its bytes
+Previews = list[dict[str, Future[bytes]]]
+
+
 def finish_on_host(group: OnDevice, pool: Executor, encode_effect: EncodeEffect) -> list[Encoding]:
     """Every job of the group with its encodes (and previews) queued on ``pool``."""
     arrays = group.copies.wait()
     started = time.perf_counter()
+    previews = _queue_previews(group, arrays, pool)
+    steps = _queue_host_steps(group, arrays, pool)
+    outputs = _queue_encodes(group, arrays, pool, encode_effect)
     alpha = arrays["alpha"]
-    jobs = [m.item.job for m in group.items]
-    previews: list[dict[str, Future[bytes]]] = [{} for _ in jobs]
-    outputs: list[dict[str, Future[bytes] | bytes]] = [{} for _ in jobs]
+    for (index, name), step in steps.items():  # as each host step ends: its preview, its encode
+        item = group.items[index].item
+        try:
+            colour = step.result()
+        except Exception as exc:  # fails this job when its outputs are collected
+            failed: Future[bytes] = Future()
+            failed.set_exception(exc)
+            outputs[index][name] = failed
+            continue
+        if item.job.preview:
+            small = shrink_on_host(colour, alpha[index], group.preview_size)
+            small_alpha = arrays["preview/alpha"][index]
+            previews[index][name] = pool.submit(
+                encode_image, small, small_alpha, PREVIEW_CODEC, item.icc_profile
+            )
+        outputs[index][name] = pool.submit(
+            encode_effect, name, colour, alpha[index], item.job.format, item.icc_profile
+        )
+    return [
+        Encoding(
+            masked,
+            {
+                name: (outputs[index][name], _codec(name, masked.item.job.format))
+                for name in (*masked.item.job.effects, "mask")
+            },
+            {n: previews[index][n] for n in masked.item.job.effects if n in previews[index]},
+            group.preview_size,
+            group.effects_ms,
+            group.device_encode_ms if any(i == index for i, _ in group.device_jpegs) else 0.0,
+            started,
+        )
+        for index, masked in enumerate(group.items)
+    ]
 
-    def preview(index: int, name: str, colour: np.ndarray, small_alpha: np.ndarray) -> None:
-        icc = group.items[index].item.icc_profile
-        previews[index][name] = pool.submit(encode_image, colour, small_alpha, PREVIEW_CODEC, icc)
 
-    for index, job in enumerate(jobs):
+def _queue_previews(group: OnDevice, arrays: Arrays, pool: Executor) -> Previews:
+    """The previews shrunk on the device, encoded first: they are wanted first."""
+    previews: Previews = [{} for _ in group.items]
+    for index, masked in enumerate(group.items):
+        job, icc = masked.item.job, masked.item.icc_profile
         for name in job.effects if job.preview else ():
             if name not in group.deferred:
-                small = arrays[f"preview/{name}"][index]
-                preview(index, name, small, arrays["preview/alpha"][index])
-    steps = {
+                small, small_alpha = arrays[f"preview/{name}"], arrays["preview/alpha"]
+                previews[index][name] = pool.submit(
+                    encode_image, small[index], small_alpha[index], PREVIEW_CODEC, icc
+                )
+    return previews
+
+
+def _queue_host_steps(
+    group: OnDevice, arrays: Arrays, pool: Executor
+) -> dict[tuple[int, str], Future[np.ndarray]]:
+    """Effects' last steps the device left (dithering without its kernel), one per image."""
+    return {
         (index, name): pool.submit(_host_step(name), arrays[f"deferred/{name}"][index])
-        for index, job in enumerate(jobs)
-        for name in job.effects
+        for index, masked in enumerate(group.items)
+        for name in masked.item.job.effects
         if name in group.deferred
     }
-    for index, job in enumerate(jobs):
-        icc = group.items[index].item.icc_profile
+
+
+def _queue_encodes(
+    group: OnDevice, arrays: Arrays, pool: Executor, encode_effect: EncodeEffect
+) -> PerJob:
+    """The encodes of effects finished on the device (or their device JPEGs), and the mask."""
+    alpha = arrays["alpha"]
+    outputs: PerJob = [{} for _ in group.items]
+    for index, masked in enumerate(group.items):
+        job, icc = masked.item.job, masked.item.icc_profile
         for name in job.effects:
             if (index, name) in group.device_jpegs:
                 outputs[index][name] = group.device_jpegs[index, name]
@@ -78,36 +134,7 @@ def finish_on_host(group: OnDevice, pool: Executor, encode_effect: EncodeEffect)
                     encode_effect, name, colour, alpha[index], job.format, icc
                 )
         outputs[index]["mask"] = pool.submit(encode_mask, alpha[index])
-    for (index, name), step in steps.items():
-        job, icc = jobs[index], group.items[index].item.icc_profile
-        try:
-            colour = step.result()
-        except Exception as exc:  # fails this job when its outputs are collected
-            failed: Future[bytes] = Future()
-            failed.set_exception(exc)
-            outputs[index][name] = failed
-            continue
-        if job.preview:
-            small = shrink_on_host(colour, alpha[index], group.preview_size)
-            preview(index, name, small, arrays["preview/alpha"][index])
-        outputs[index][name] = pool.submit(
-            encode_effect, name, colour, alpha[index], job.format, icc
-        )
-    return [
-        Encoding(
-            masked,
-            {
-                name: (outputs[index][name], _codec(name, job.format))
-                for name in (*job.effects, "mask")
-            },
-            {name: previews[index][name] for name in job.effects if name in previews[index]},
-            group.preview_size,
-            group.effects_ms,
-            group.device_encode_ms if any(i == index for i, _ in group.device_jpegs) else 0.0,
-            started,
-        )
-        for index, (masked, job) in enumerate(zip(group.items, jobs, strict=True))
-    ]
+    return outputs
 
 
 def _host_step(name: str) -> Callable[[np.ndarray], np.ndarray]:
