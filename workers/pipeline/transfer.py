@@ -31,10 +31,10 @@ class HostCopy:
         host = {}
         with torch.cuda.stream(stream):
             for name, t in tensors.items():
+                # The compute stream may reuse a tensor's memory once it is freed there: tell
+                # the allocator this stream still reads it (``contiguous`` runs here too).
+                t.record_stream(stream)
                 source = t.contiguous()
-                # The compute stream may reuse the source's memory once it is freed there:
-                # tell the allocator this stream still reads it.
-                source.record_stream(stream)
                 buffer = torch.empty(source.shape, dtype=source.dtype, pin_memory=True)
                 host[name] = buffer.copy_(source, non_blocking=True)
         done = torch.cuda.Event()
