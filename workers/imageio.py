@@ -210,7 +210,7 @@ def encode_image(
         raise ValueError(f"unknown codec {codec!r}")
     grey = colour.shape[2] == 1
     if codec == "png" and alpha is not None and not grey:
-        return png.rgba(np.dstack((colour, alpha)), icc_profile)  # fpng: 15x Pillow's level 1
+        return png.rgba(np.dstack((colour, alpha)), icc_profile)  # fpng: 8x less CPU than Pillow
     pixels = colour[..., 0] if grey else colour
     if alpha is not None:
         img = Image.fromarray(np.dstack((pixels, alpha)), "LA" if grey else "RGBA")
@@ -268,5 +268,5 @@ def add_jpeg_icc_profile(jpeg: bytes, icc_profile: bytes) -> bytes:
 
 
 def encode_mask(mask: np.ndarray) -> bytes:
-    """Encode an H×W uint8 mask as greyscale PNG (libvips: 7x Pillow's level 1)."""
+    """Encode an H×W uint8 mask as greyscale PNG (libvips: 5-7x less CPU than Pillow)."""
     return png.grey(mask)
