@@ -128,11 +128,11 @@ step 1 "pytest -m gpu" 120 $PY -m pytest --noconftest -p no:cacheprovider -W def
 CUTOUT_FLUSH_EVERY=16 step 2 "pipeline in process" 150 $PY -m bench.pipeline \
   --jobs 64 --batch 16 --in-flight 3 --repeats 5
 # 3. The whole stack: uploads over HTTP, polls, warm single job, jobs/s, GPU utilisation.
-CUTOUT_FLUSH_EVERY=16 step 3 "whole stack, 1 gpu worker" 150 "${STACK[@]}" --jobs 96 \
+CUTOUT_FLUSH_EVERY=16 step 3 "whole stack, 1 gpu worker" 150 "${STACK[@]}" --jobs 64 \
   --clients 16 --gpu-workers 1
 # 4. Two and four gpu worker processes sharing the GPU (each its own engine).
 for workers in 2 4; do
-  CUTOUT_FLUSH_EVERY=16 step 4 "whole stack, $workers gpu workers" 75 "${STACK[@]}" --jobs 96 \
+  CUTOUT_FLUSH_EVERY=16 step 4 "whole stack, $workers gpu workers" 75 "${STACK[@]}" --jobs 64 \
     --clients 16 --gpu-workers "$workers" --repeats 1
 done
 # 5. Effects on the GPU: the fused pass, device dithering against Pillow, encoders.

@@ -338,7 +338,10 @@ def main() -> None:
 
     began = time.perf_counter()
     print(f"making {args.jobs + args.repeats + 1} distinct 12 MP photos…", flush=True)
-    photos = distinct_phone_jpegs(args.jobs + args.repeats + 1)
+    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL: one photo per core at once
+        photos = list(
+            pool.map(lambda i: distinct_phone_jpegs(1, i)[0], range(args.jobs + args.repeats + 1))
+        )
     flush_every = int(celeryconfig.cutout_flush_every)
     service_env = {
         "CUTOUT_FLUSH_INTERVAL": str(celeryconfig.cutout_flush_interval),  # not the tests' 0.3
