@@ -5,6 +5,8 @@ Queues: ``gpu`` for segmentation batches, ``io`` for everything that only waits 
 
 import os
 
+from contract import batching
+
 broker_url = os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")
 result_backend = broker_url
 result_expires = 24 * 3600
@@ -31,7 +33,7 @@ broker_transport_options = {
 # Micro-batching: flush after this many jobs or this many seconds, whichever comes first. A
 # lone job waits the whole interval; under a backlog batches fill by count whatever it is
 # (bench/RESULTS.md, "Worker pipeline": what was measured here and what is argued for a GPU).
-cutout_flush_every = int(os.environ.get("CUTOUT_FLUSH_EVERY", 8))
+cutout_flush_every = batching.flush_every(os.environ)
 cutout_flush_interval = float(os.environ.get("CUTOUT_FLUSH_INTERVAL", 0.02))
 # Batches in flight in a gpu worker (its thread pool; the gpu commands set no --concurrency):
 # one on the device while the next decodes and the last encodes and stores. The device stage

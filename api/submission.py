@@ -11,12 +11,12 @@ from typing import Any
 
 from api.services import Services
 from api.uploads import JobOptions
+from contract.effects import EFFECTS_VERSION
+from contract.formats import ImageInfo
 from storage.jobs import ms_between, now_iso
 from storage.keys import content_key, staging_key
 from storage.result_cache import output_names
 from tasks import metrics
-from workers.effect_names import EFFECTS_VERSION
-from workers.imageio import ImageInfo
 
 # How the cache answered a submission that was not a full hit at lookup (see Claim).
 _COUNTER = {

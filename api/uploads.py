@@ -10,9 +10,9 @@ from flask import Request
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from api.errors import ApiError
-from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
-from workers.imageio import ImageInfo, InvalidImage, probe, sniff
-from workers.truncation import truncated
+from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.formats import ImageInfo, InvalidImage, probe, sniff
+from contract.truncation import truncated
 
 MAX_PIXELS = 100_000_000
 MIN_SIDE = 16  # below this there is no subject to cut out

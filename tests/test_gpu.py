@@ -103,7 +103,7 @@ def test_device_jpeg_encoder_writes_jpegs_pillow_reads() -> None:
 
 
 def test_pipeline_on_the_gpu_matches_the_cpu_pipeline() -> None:
-    from workers.effect_names import EFFECT_NAMES
+    from contract.effects import EFFECT_NAMES
     from workers.pipeline import JobInput, Pipeline
     from workers.predictor import Segmenter, engine_context
 
