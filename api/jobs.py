@@ -16,8 +16,8 @@ from api.services import services
 from api.submission import submit
 from api.uploads import parse_options, read_image
 from api.webhook_url import parse_webhook
+from observability import metrics
 from storage.jobs import TERMINAL
-from tasks import metrics
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
 log = logging.getLogger("cutout.api")

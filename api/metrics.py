@@ -14,10 +14,10 @@ from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.services import Services
-from tasks import metrics
+from observability import metrics
+from observability.exposition import build_registry
+from observability.queue_stats import BrokerQueues, QueueCollector, configured_queues
 from tasks.app import create_celery
-from tasks.exposition import build_registry
-from tasks.queue_stats import BrokerQueues, QueueCollector, configured_queues
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger("cutout.api")

@@ -13,10 +13,10 @@ from api.services import Services
 from api.uploads import JobOptions
 from contract.effects import EFFECTS_VERSION
 from contract.formats import ImageInfo
+from observability import metrics
 from storage.jobs import ms_between, now_iso
 from storage.keys import content_key, staging_key
 from storage.result_cache import output_names
-from tasks import metrics
 
 # How the cache answered a submission that was not a full hit at lookup (see Claim).
 _COUNTER = {

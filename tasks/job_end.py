@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from observability import metrics
+from observability.logs import log_job_stage
 from storage.jobs import OnTerminal, Record
 from storage.webhooks import webhook_trigger
-from tasks import metrics
-from tasks.logs import log_job_stage
 
 
 def job_end_hook(send_webhook: Callable[[str], None]) -> OnTerminal:

@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from observability import metrics
+from observability.cost import BusyClock, CostMeter
+from observability.logs import log_job_stage
 from storage.dispatch import Dispatcher
 from storage.jobs import TERMINAL, ms_between, now_iso, unless_ended
 from storage.keys import content_key, result_key, staging_key
 from storage.result_cache import Output, output_names
-from tasks import metrics
 from tasks.adaptive import AdaptiveQuality
-from tasks.cost import BusyClock, CostMeter
-from tasks.logs import log_job_stage
 from workers.pipeline import BatchResult, EncodedOutput, JobInput, JobOutcome, Pipeline
 
 log = logging.getLogger("cutout.jobs")

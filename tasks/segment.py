@@ -11,11 +11,11 @@ from typing import Any
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 
+from observability import metrics
+from observability.cost import CostMeter
+from observability.queue_stats import BrokerQueues
 from storage.heartbeats import Heartbeats
-from tasks import metrics
 from tasks.adaptive import AdaptiveQuality
-from tasks.cost import CostMeter
-from tasks.queue_stats import BrokerQueues
 from tasks.resources import StorageResources
 from tasks.run_jobs import JobRunner
 

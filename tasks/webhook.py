@@ -8,10 +8,10 @@ from functools import cached_property
 import redis
 from celery import Task, shared_task
 
+from observability import metrics
 from storage import StorageSettings, build_store
 from storage.jobs import JobStore
 from storage.webhooks import WebhookSettings
-from tasks import metrics
 from tasks.webhook_delivery import Verdict, WebhookSender
 
 TASK_NAME = "cutout.webhook"

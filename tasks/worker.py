@@ -16,8 +16,9 @@ from typing import Any
 
 from celery import signals
 
+from observability import logs, metrics_dir
 from storage import StorageConfigError, StorageSettings, open_store
-from tasks import logs, metrics_dir, received  # noqa: F401  (received: `inspect cutout_received`)
+from tasks import received  # noqa: F401  (received: `inspect cutout_received`)
 from tasks.app import create_celery
 
 app = create_celery()
@@ -55,7 +56,7 @@ def _check_storage(sender: Any = None, **_: Any) -> None:
 
 @signals.worker_init.connect
 def _serve_metrics(sender: Any = None, **_: Any) -> None:
-    from tasks.exposition import ExporterSettings, serve_worker_metrics
+    from observability.exposition import ExporterSettings, serve_worker_metrics
 
     serve_worker_metrics(ExporterSettings.from_env())
 
@@ -64,7 +65,7 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
 def _warm_model(sender: Any = None, **_: Any) -> None:
     if sender is None or not _consumes_gpu(sender):
         return
-    from tasks import metrics
+    from observability import metrics
     from tasks.segment import segment
     from workers.engines import EngineUnavailable
 
@@ -122,7 +123,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
 def _record_ready() -> None:
     import psutil
 
-    from tasks import metrics
+    from observability import metrics
 
     total = time.time() - psutil.Process().create_time()
     metrics.record_cold_start("total", total)

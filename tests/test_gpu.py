@@ -173,7 +173,7 @@ def test_a_real_cuda_out_of_memory_splits_the_batch() -> None:
 
 
 def test_nvml_reads_this_gpu() -> None:
-    from workers.gpu_stats import read_gpus
+    from observability.gpu_stats import read_gpus
 
     readings = read_gpus()
     assert readings, "NVML is installed with the driver on a CUDA box"

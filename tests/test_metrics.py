@@ -24,12 +24,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api import create_app
+from observability import logs, metrics_dir
+from observability.cost import CostMeter
+from observability.exposition import GpuCollector
+from observability.queue_stats import BrokerQueues, QueueCollector, configured_queues
 from storage.jobs import JobStore
 from storage.settings import StorageSettings
-from tasks import logs, metrics_dir
-from tasks.cost import CostMeter
-from tasks.exposition import GpuCollector
-from tasks.queue_stats import BrokerQueues, QueueCollector, configured_queues
 from tests.prom import parse, value
 
 

@@ -132,7 +132,7 @@ def _rules(doc: Any) -> list[dict[str, Any]]:
 def exported_series() -> set[str]:
     from prometheus_client import REGISTRY
 
-    import tasks.metrics  # noqa: F401  (defines every metric in the default registry)
+    import observability.metrics  # noqa: F401  (defines every metric in the default registry)
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
     names = {f.name + s for f in REGISTRY.collect() for s in suffixes.get(f.type, [""])}

@@ -15,11 +15,11 @@ import pytest
 import requests
 from PIL import Image
 
+from observability.gpu_stats import read_gpus
 from storage.redis_server import free_port
 from tests.conftest import Stack, _spawn, _stop, wait_until
 from tests.hostile_corpus import corrupt_png
 from tests.prom import Samples, names, scrape, value
-from workers.gpu_stats import read_gpus
 from workers.imageio import decode
 
 pytestmark = pytest.mark.slow

@@ -131,7 +131,7 @@ def test_5xx_and_429_are_retried_with_backoff_and_retry_after(
 def test_every_attempt_reports_its_outcome_to_the_metrics(
     jobs: JobStore, webhook_receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    from tasks import metrics
+    from observability import metrics
     from tasks.webhook import _count_delivery
 
     def count(outcome: str) -> float:

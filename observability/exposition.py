@@ -1,8 +1,8 @@
 """Serving the metrics: a registry per exposing process, the GPU collector, the worker's port.
 
-In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``tasks/metrics_dir.py``) the registry
-sums every process's files; otherwise it is this process's own metrics. Collectors given here
-are read at each scrape.
+In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``metrics_dir.py``) the registry sums
+every process's files; otherwise it is this process's own metrics. Collectors given here are
+read at each scrape.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tasks import metrics
-from workers.gpu_stats import read_gpus
+from observability import metrics
+from observability.gpu_stats import read_gpus
 
 log = logging.getLogger("cutout.metrics")
 

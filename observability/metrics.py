@@ -5,8 +5,8 @@ where it looks a content key up); workers record job stages from the pipeline's 
 (``workers/`` knows nothing of Prometheus); a job's end is recorded once, by whichever process
 ended it (``tasks/job_end.py``); the webhook task counts each delivery attempt. Series read at
 scrape time (queue depth and age, GPU memory and utilisation) are collectors in
-``tasks/queue_stats.py`` and ``tasks/exposition.py``. Names are the plan's, without a prefix;
-README "Operations" lists them.
+``queue_stats.py`` and ``exposition.py``. Names are the plan's, without a prefix; README
+"Operations" lists them.
 """
 
 from __future__ import annotations
