@@ -43,18 +43,21 @@ def build_registry(*collectors: Collector) -> CollectorRegistry:
 
 
 class GpuCollector:
-    """``gpu_memory_bytes``, ``gpu_memory_total_bytes`` and ``gpu_utilization_ratio`` per GPU,
-    read from NVML at each scrape; none at all where NVML is absent."""
+    """``cutout_gpu_memory_bytes``, ``cutout_gpu_memory_total_bytes`` and
+    ``cutout_gpu_utilization_ratio`` per GPU, read from NVML at each scrape; none at all where
+    NVML is absent."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         readings = read_gpus()
         if not readings:
             return
         labels = ["gpu", "uuid", "name"]
-        used = GaugeMetricFamily("gpu_memory_bytes", "GPU memory in use", labels=labels)
-        total = GaugeMetricFamily("gpu_memory_total_bytes", "GPU memory in all", labels=labels)
+        used = GaugeMetricFamily("cutout_gpu_memory_bytes", "GPU memory in use", labels=labels)
+        total = GaugeMetricFamily(
+            "cutout_gpu_memory_total_bytes", "GPU memory in all", labels=labels
+        )
         busy = GaugeMetricFamily(
-            "gpu_utilization_ratio", "Share of time a kernel was running", labels=labels
+            "cutout_gpu_utilization_ratio", "Share of time a kernel was running", labels=labels
         )
         for r in readings:
             values = [str(r.index), r.uuid, r.name]

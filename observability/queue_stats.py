@@ -65,7 +65,7 @@ class BrokerQueues:
 
 
 class QueueCollector:
-    """``queue_depth{queue}`` and ``queue_oldest_age_seconds{queue}``.
+    """``cutout_queue_depth{queue}`` and ``cutout_queue_oldest_age_seconds{queue}``.
 
     A queue's age is how long its oldest waiting job has waited since it was submitted (the
     API uses the job id as the task id); 0 when nothing waits. Queues whose oldest message is
@@ -79,10 +79,10 @@ class QueueCollector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily(
-            "queue_depth", "Messages waiting in the broker, by queue", labels=["queue"]
+            "cutout_queue_depth", "Messages waiting in the broker, by queue", labels=["queue"]
         )
         age = GaugeMetricFamily(
-            "queue_oldest_age_seconds",
+            "cutout_queue_oldest_age_seconds",
             "Seconds the oldest waiting job has waited since it was submitted, by queue",
             labels=["queue"],
         )

@@ -4,8 +4,8 @@ A job ends in a worker (its batch ran, or it was a follower handed over when its
 ended), in the ``io`` worker (the cleanup sweep hands over followers of leaders that died) or
 in the API (a cache hit answered at submit, a cancel, a job the queue refused, followers of a
 canceled leader). ``JobStore`` calls its ``on_terminal`` hook exactly once per job, in that
-process: this hook counts the job's end (``jobs_total``, ``job_duration_seconds``,
-``errors_total``), writes its terminal log line and queues its webhook.
+process: this hook counts the job's end (``cutout_jobs_total``, ``cutout_job_duration_seconds``,
+``cutout_errors_total``), writes its terminal log line and queues its webhook.
 """
 
 from __future__ import annotations

@@ -72,12 +72,17 @@ def test_api_metrics_count_requests_jobs_and_error_codes(client: FlaskClient) ->
     def moved(name: str, **labels: str) -> float:
         return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
 
-    assert moved("request_duration_seconds_count", endpoint="jobs.create_job", status="202") == 1
-    assert moved("request_duration_seconds_count", endpoint="jobs.get_job", status="404") == 1
-    assert moved("jobs_total", status="queued") == 1
-    assert moved("errors_total", code="job_not_found") == 1
-    assert value(after, "queue_depth", queue="gpu") == 0  # ENQUEUE sent nothing to the broker
-    for name in ("cache_hits_total", "webhook_deliveries_total", "batch_size_count"):
+    requests = "cutout_request_duration_seconds_count"
+    assert moved(requests, endpoint="jobs.create_job", status="202") == 1
+    assert moved(requests, endpoint="jobs.get_job", status="404") == 1
+    assert moved("cutout_jobs_total", status="queued") == 1
+    assert moved("cutout_errors_total", code="job_not_found") == 1
+    assert value(after, "cutout_queue_depth", queue="gpu") == 0  # ENQUEUE sent nothing
+    for name in (
+        "cutout_cache_hits_total",
+        "cutout_webhook_deliveries_total",
+        "cutout_batch_size_count",
+    ):
         assert any(n == name for n, _ in after), f"{name} is defined"
 
 
@@ -103,13 +108,13 @@ def test_queue_depth_and_age_read_the_lists_kombu_writes(
     samples = {
         (s.name, s.labels.get("queue")): s.value for m in registry.collect() for s in m.samples
     }
-    assert samples[("queue_depth", queue)] == 4
-    assert samples[("queue_depth", "metrics-test-other")] == 1
-    assert samples[("queue_depth", "idle")] == 0
+    assert samples[("cutout_queue_depth", queue)] == 4
+    assert samples[("cutout_queue_depth", "metrics-test-other")] == 1
+    assert samples[("cutout_queue_depth", "idle")] == 0
     age = time.time() - 1767225600  # seconds since `created`
-    assert samples[("queue_oldest_age_seconds", queue)] == pytest.approx(age, abs=5)
-    assert samples[("queue_oldest_age_seconds", "idle")] == 0
-    assert ("queue_oldest_age_seconds", "metrics-test-other") not in samples
+    assert samples[("cutout_queue_oldest_age_seconds", queue)] == pytest.approx(age, abs=5)
+    assert samples[("cutout_queue_oldest_age_seconds", "idle")] == 0
+    assert ("cutout_queue_oldest_age_seconds", "metrics-test-other") not in samples
     app.close()
 
 
@@ -159,9 +164,9 @@ def _gpu_samples() -> dict[tuple[str, str], float]:
 def test_gpu_series_come_from_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_nvml(monkeypatch, driver=True)
     samples = _gpu_samples()
-    assert samples[("gpu_memory_bytes", "1")] == 2 * GIB
-    assert samples[("gpu_memory_total_bytes", "0")] == 80 * GIB
-    assert samples[("gpu_utilization_ratio", "1")] == pytest.approx(0.41)
+    assert samples[("cutout_gpu_memory_bytes", "1")] == 2 * GIB
+    assert samples[("cutout_gpu_memory_total_bytes", "0")] == 80 * GIB
+    assert samples[("cutout_gpu_utilization_ratio", "1")] == pytest.approx(0.41)
 
 
 def test_gpu_series_are_absent_without_a_driver(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,7 +184,7 @@ def test_cost_per_1k_images_from_price_and_throughput() -> None:
     meter.add(images=10, seconds=2.0)
     assert meter.per_1k_busy() == pytest.approx(0.001 * 2.0 / 10 * 1000)  # $0.20
     assert meter.per_1k_wall() == pytest.approx(0.001 * 50 / 10 * 1000)  # $5.00, idle paid too
-    gauge = REGISTRY.get_sample_value("cost_per_1k_images", {"basis": "busy"})
+    gauge = REGISTRY.get_sample_value("cutout_cost_per_1k_images", {"basis": "busy"})
     assert gauge == pytest.approx(0.2)
     assert CostMeter.from_env({}) is None
     assert CostMeter.from_env({"CUTOUT_COST_PER_HOUR": "2.5"}).dollars_per_hour == 2.5  # type: ignore[union-attr]
