@@ -34,8 +34,8 @@ import redis
 import requests
 from PIL import Image
 
+from devtools.redis_server import free_port, start
 from storage.heartbeats import Heartbeats
-from storage.redis_server import free_port, start
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 2 * 1024 * 1024

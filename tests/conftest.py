@@ -24,8 +24,8 @@ import redis
 import requests
 from PIL import Image
 
+from devtools.redis_server import free_port, start
 from storage import ObjectStore, StorageSettings, open_store
-from storage.redis_server import free_port, start
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee")

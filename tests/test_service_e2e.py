@@ -15,8 +15,8 @@ import pytest
 import requests
 from PIL import Image
 
+from devtools.redis_server import free_port
 from observability.gpu_stats import read_gpus
-from storage.redis_server import free_port
 from tests.conftest import Stack, _spawn, _stop, wait_until
 from tests.hostile_corpus import corrupt_png
 from tests.prom import Samples, names, scrape, value

@@ -180,7 +180,7 @@ def test_timeouts_and_refused_connections_are_retried(
     hook = jobs.get(job_id)["webhook"]  # type: ignore[index]
     assert hook["last_status"] is None and "Timeout" in hook["last_error"]
 
-    from storage.redis_server import free_port
+    from devtools.redis_server import free_port
 
     closed = finished_job(jobs, f"http://127.0.0.1:{free_port()}/")
     assert sender(jobs, tmp_path).attempt(closed, 1) is not None
