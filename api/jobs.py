@@ -13,11 +13,11 @@ from api.idempotency import fingerprint, idempotent
 from api.limits import refuse_when_queue_is_full
 from api.rendering import render_job
 from api.services import services
-from api.submission import submit
 from api.uploads import parse_options, read_image
 from api.webhook_url import parse_webhook
+from jobs.store import TERMINAL
+from jobs.submission import submit
 from observability import metrics
-from storage.jobs import TERMINAL
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
 log = logging.getLogger("cutout.api")
@@ -33,7 +33,15 @@ def _submit_from_request() -> dict[str, Any]:
 
     def queue() -> dict[str, Any]:
         try:
-            record = submit(services(), data, info, options, extra, refuse_when_queue_is_full)
+            record = submit(
+                services(),
+                current_app.config["MODEL_ID"],
+                data,
+                info,
+                options,
+                extra,
+                refuse_when_queue_is_full,
+            )
         except ApiError:
             raise
         except Exception as exc:

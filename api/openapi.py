@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, jsonify
 
 from api.uploads import MAX_OUTPUT_SIDE
 from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
-from storage.public_job import PUBLIC_FIELDS, WEBHOOK_FIELDS
+from jobs.public import PUBLIC_FIELDS, WEBHOOK_FIELDS
 
 bp = Blueprint("openapi", __name__)
 

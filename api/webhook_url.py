@@ -10,8 +10,8 @@ from flask import current_app
 from werkzeug.datastructures import MultiDict
 
 from api.errors import ApiError
-from storage.outbound import ForbiddenTarget, InvalidTarget, check_target
-from storage.webhooks import WebhookSettings, new_webhook
+from jobs.webhooks.outbound import ForbiddenTarget, InvalidTarget, check_target
+from jobs.webhooks.settings import WebhookSettings, new_webhook
 
 
 def webhook_settings() -> WebhookSettings:

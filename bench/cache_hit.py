@@ -35,7 +35,7 @@ import requests
 from PIL import Image
 
 from devtools.redis_server import free_port, start
-from storage.heartbeats import Heartbeats
+from jobs.heartbeats import Heartbeats
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 2 * 1024 * 1024

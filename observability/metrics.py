@@ -3,7 +3,7 @@
 The API records requests, submissions and the result cache's answers (``cutout_cache_*``,
 counted where it looks a content key up); workers record job stages from the pipeline's timings
 (``workers/`` knows nothing of Prometheus); a job's end is recorded once, by whichever process
-ended it (``tasks/job_end.py``); the webhook task counts each delivery attempt. Series read at
+ended it (``jobs/end_hook.py``); the webhook task counts each delivery attempt. Series read at
 scrape time (queue depth and age, GPU memory and utilisation) are collectors in
 ``queue_stats.py`` and ``exposition.py``. Every name starts with ``cutout_``, as Prometheus's
 naming guide asks of an application's own metrics; README "Operations" lists them.

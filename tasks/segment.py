@@ -11,18 +11,17 @@ from typing import Any
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 
+from jobs.adaptive import AdaptiveQuality
+from jobs.queue import GPU_QUEUE, SEGMENT_TASK
+from jobs.runner import JobRunner
 from observability import metrics
 from observability.cost import CostMeter
-from observability.queue_stats import BrokerQueues
-from storage.heartbeats import Heartbeats
-from tasks.adaptive import AdaptiveQuality
-from tasks.resources import StorageResources
-from tasks.run_jobs import JobRunner
+from tasks.resources import JobResources
 
 log = logging.getLogger("cutout.segment")
 
 
-class SegmentTask(StorageResources, Batches):
+class SegmentTask(JobResources, Batches):
     """Holds the per-process model, stores and thread pool, built on first use (the worker
     builds them before it takes jobs, so the batches in flight never race to)."""
 
@@ -35,10 +34,6 @@ class SegmentTask(StorageResources, Batches):
         return float(self.app.conf.cutout_flush_interval)
 
     @cached_property
-    def heartbeats(self) -> Heartbeats:
-        return Heartbeats(self.redis, self.storage_settings.key_prefix)
-
-    @cached_property
     def runner(self) -> JobRunner:
         from workers.pipeline import Pipeline
         from workers.predictor import load_segmenter
@@ -49,23 +44,21 @@ class SegmentTask(StorageResources, Batches):
         log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
         metrics.record_cold_start("load", seconds)
         pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
-        queues = BrokerQueues(self.redis, self.app.conf.broker_transport_options)
-        queue = self.app.conf.task_routes[self.name]["queue"]
         quality = AdaptiveQuality(
-            lambda: queues.depth(queue), settings.adaptive_queue_depth, segmenter.reduced_input
+            self.services.queue.depth, settings.adaptive_queue_depth, segmenter.reduced_input
         )
         if quality.enabled:
             log.info(
                 "adaptive quality: %d px input while over %d jobs wait on %s",
                 segmenter.reduced_input,
                 settings.adaptive_queue_depth,
-                queue,
+                GPU_QUEUE,
             )
         pipeline = Pipeline(segmenter, pool)
-        return JobRunner(self.dispatcher, pipeline, CostMeter.from_env(), quality)
+        return JobRunner(self.services.dispatcher, pipeline, CostMeter.from_env(), quality)
 
 
-@shared_task(base=SegmentTask, bind=True, name="cutout.segment")
+@shared_task(base=SegmentTask, bind=True, name=SEGMENT_TASK)
 def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
     job_ids = [request.args[0] for request in requests]
     batch_id = uuid.uuid4().hex[:12]

@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import signals
 
+from jobs.queue import GPU_QUEUE
 from observability import logs, metrics_dir
 from storage import StorageConfigError, StorageSettings, open_store
 from tasks import received  # noqa: F401  (received: `inspect cutout_received`)
@@ -27,7 +28,7 @@ _stop = threading.Event()
 
 
 def _consumes_gpu(worker: Any) -> bool:
-    return "gpu" in worker.app.amqp.queues.consume_from
+    return GPU_QUEUE in worker.app.amqp.queues.consume_from
 
 
 @signals.import_modules.connect
@@ -106,12 +107,12 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     if worker is None or not _consumes_gpu(worker):
         return
     name = f"{sender.hostname or socket.gethostname()}"
-    heartbeats = segment.heartbeats
+    heartbeats = segment.services.heartbeats
 
     def beat() -> None:
         while not _stop.is_set():
             try:
-                heartbeats.beat("gpu", name)
+                heartbeats.beat(GPU_QUEUE, name)
             except Exception:
                 log.warning("heartbeat to Redis failed", exc_info=True)
             _stop.wait(5.0)

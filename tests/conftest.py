@@ -168,7 +168,7 @@ def start_api(env: dict[str, str], logs: Path, port: int) -> subprocess.Popen[by
 
 
 def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
-    from storage.heartbeats import Heartbeats
+    from jobs.heartbeats import Heartbeats
 
     beats = Heartbeats(redis.Redis.from_url(redis_url))
     wait_until(lambda: beats.alive("gpu"), timeout, "a warmed gpu worker")

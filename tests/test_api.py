@@ -170,7 +170,7 @@ def test_staged_uploads_are_never_served(client: FlaskClient, tmp_path: Path) ->
 
 
 def test_readyz_needs_a_gpu_worker(client: FlaskClient, redis_client: redis.Redis) -> None:
-    from storage.heartbeats import Heartbeats
+    from jobs.heartbeats import Heartbeats
 
     assert client.get("/healthz").status_code == 200
     response = client.get("/readyz")

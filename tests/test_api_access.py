@@ -183,7 +183,7 @@ def test_cancel_a_queued_job(client: FlaskClient, tmp_path: Path) -> None:
 
 
 def test_a_finished_job_cannot_be_canceled(client: FlaskClient, redis_client: redis.Redis) -> None:
-    from storage.jobs import JobStore
+    from jobs.store import JobStore
 
     job = _submit(client).get_json()
     JobStore(redis_client).update(job["id"], {"status": "succeeded"})
@@ -199,7 +199,7 @@ def notified() -> list[str]:
 
 @pytest.fixture
 def hooked(make_app: Callable[..., Flask], notified: list[str]) -> FlaskClient:
-    from storage.webhooks import WebhookSettings
+    from jobs.webhooks.settings import WebhookSettings
     from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
 
     webhooks = WebhookSettings(secrets=(NEW_SECRET,), allow=LOOPBACK)
@@ -225,7 +225,7 @@ def test_a_webhook_url_to_a_private_range_or_malformed_is_400(
 
 
 def test_webhooks_need_a_configured_secret(make_app: Callable[..., Flask]) -> None:
-    from storage.webhooks import WebhookSettings
+    from jobs.webhooks.settings import WebhookSettings
 
     client = make_app(WEBHOOKS=WebhookSettings()).test_client()
     response = _submit(client, webhook_url="http://127.0.0.1:9/hook")
@@ -288,7 +288,7 @@ def test_a_full_queue_still_answers_cache_hits(
 def test_canceling_a_leader_hands_its_followers_over(
     make_app: Callable[..., Flask], notified: list[str]
 ) -> None:
-    from storage.webhooks import WebhookSettings
+    from jobs.webhooks.settings import WebhookSettings
     from tests.test_api import ALL_OUTPUTS, _finish_as_a_worker
     from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 import redis
 
+from jobs.adaptive import AdaptiveQuality
+from jobs.dispatch import Dispatcher
+from jobs.runner import JobRunner
+from jobs.store import JobStore, Record
 from storage import StorageSettings, open_store
-from storage.dispatch import Dispatcher
-from storage.jobs import JobStore, Record
 from storage.keys import staging_key
 from storage.result_cache import ResultCache
-from tasks.adaptive import AdaptiveQuality
-from tasks.run_jobs import JobRunner
 from tests.test_pipeline_stages import CONFIG, StandInEngine, photo
 from tests.test_result_cache import Queue, submit
 from workers.pipeline import Pipeline

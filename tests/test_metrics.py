@@ -24,11 +24,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api import create_app
+from jobs.queue import BrokerQueues, WaitingJobs, configured_queues
+from jobs.store import JobStore
 from observability import logs, metrics_dir
 from observability.cost import CostMeter
 from observability.exposition import GpuCollector
-from observability.queue_stats import BrokerQueues, QueueCollector, configured_queues
-from storage.jobs import JobStore
+from observability.queue_stats import QueueCollector
 from storage.settings import StorageSettings
 from tests.prom import parse, value
 
@@ -104,7 +105,9 @@ def test_queue_depth_and_age_read_the_lists_kombu_writes(
     assert queues.depth(queue) == expected == 4
 
     registry = CollectorRegistry()
-    registry.register(QueueCollector(queues, [queue, "metrics-test-other", "idle"], jobs))
+    registry.register(
+        QueueCollector(WaitingJobs(queues, jobs), [queue, "metrics-test-other", "idle"])
+    )
     samples = {
         (s.name, s.labels.get("queue")): s.value for m in registry.collect() for s in m.samples
     }
@@ -126,7 +129,7 @@ def test_configured_queues_come_from_celeryconfig() -> None:
 
 def test_a_broker_that_does_not_answer_gives_no_queue_series() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
-    collector = QueueCollector(BrokerQueues(dead), ["gpu"], JobStore(dead))
+    collector = QueueCollector(WaitingJobs(BrokerQueues(dead), JobStore(dead)), ["gpu"])
     assert list(collector.collect()) == []
 
 

@@ -17,8 +17,8 @@ from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
 
 from api.openapi import document
-from storage.jobs import JobStore, now_iso
-from storage.webhooks import WebhookSettings
+from jobs.store import JobStore, now_iso
+from jobs.webhooks.settings import WebhookSettings
 from tests.test_api import ALL_OUTPUTS, _finish_as_a_worker, _jpeg
 from tests.test_api_access import ALICE, BOB, make_app  # noqa: F401 (fixture)
 from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
@@ -175,7 +175,7 @@ def test_health_files_and_the_document_answers_are_documented(
     redis_client: redis.Redis,
     tmp_path: Path,
 ) -> None:
-    from storage.heartbeats import Heartbeats
+    from jobs.heartbeats import Heartbeats
 
     client = make_app().test_client()
     conforms("/healthz", "get", client.get("/healthz"))

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import redis
 
+from jobs.cleanup import remove_stale_staging
+from jobs.dispatch import Dispatcher
+from jobs.store import JobStore, ending, now_iso
 from storage import ObjectStore, StorageSettings, open_store
-from storage.cleanup import remove_stale_staging
-from storage.dispatch import Dispatcher
-from storage.jobs import JobStore, ending, now_iso
 from storage.keys import result_key, staging_key
 from storage.result_cache import ResultCache, output_names
 

@@ -15,9 +15,9 @@ import pytest
 import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from storage.jobs import JobStore, now_iso
-from storage.local import LocalStore
-from storage.outbound import (
+from jobs.store import JobStore, now_iso
+from jobs.webhooks.delivery import WebhookSender, backoff, judge
+from jobs.webhooks.outbound import (
     ForbiddenTarget,
     InvalidTarget,
     Reply,
@@ -26,8 +26,8 @@ from storage.outbound import (
     is_reachable,
     system_resolve,
 )
-from storage.webhooks import WebhookSettings, new_webhook, parse_networks
-from tasks.webhook_delivery import WebhookSender, backoff, judge
+from jobs.webhooks.settings import WebhookSettings, new_webhook, parse_networks
+from storage.local import LocalStore
 from tests.conftest import WebhookReceiver
 
 LOOPBACK = parse_networks("127.0.0.0/8")

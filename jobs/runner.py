@@ -4,10 +4,10 @@ No Celery here: the task hands over job ids and gets back each job's terminal st
 job computes only the outputs the result cache lacks when it starts; how a job ends (and what
 becomes of identical jobs attached to it) is the dispatcher's business, and what is recorded
 when it ends (metrics, the terminal log line, the webhook) the job store's hook's
-(``tasks/job_end.py``). Several batches may run at once (one per thread of the worker's pool);
+(``jobs/end_hook.py``). Several batches may run at once (one per thread of the worker's pool);
 the pipeline takes them through the device one at a time.
 
-Under load (``tasks/adaptive.py``) a batch may run at a reduced model input; a job does only if
+Under load (``jobs/adaptive.py``) a batch may run at a reduced model input; a job does only if
 nothing it needs is cached (a cached mask would not match effects cut from a new one). Its
 outputs are stored under a content key of their own (the job's plus the input size) and never
 enter the result cache, so the cache only ever answers with full-quality results; jobs attached
@@ -23,14 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jobs.adaptive import AdaptiveQuality
+from jobs.dispatch import Dispatcher
+from jobs.store import TERMINAL, ms_between, now_iso, unless_ended
 from observability import metrics
 from observability.cost import BusyClock, CostMeter
 from observability.logs import log_job_stage
-from storage.dispatch import Dispatcher
-from storage.jobs import TERMINAL, ms_between, now_iso, unless_ended
 from storage.keys import content_key, result_key, staging_key
 from storage.result_cache import Output, output_names
-from tasks.adaptive import AdaptiveQuality
 from workers.pipeline import BatchResult, EncodedOutput, JobInput, JobOutcome, Pipeline
 
 log = logging.getLogger("cutout.jobs")

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from jobs.dispatch import Dispatcher
+from jobs.store import TERMINAL, JobStore
 from storage.base import ObjectStore
-from storage.dispatch import Dispatcher
-from storage.jobs import TERMINAL, JobStore
 
 STAGING_PREFIX = "staging/"
 

@@ -22,17 +22,15 @@ ended it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any
 
+from jobs.queue import Enqueue
+from jobs.store import TERMINAL, JobStore, Record, ending, unless_ended
 from storage.base import ObjectStore
-from storage.jobs import TERMINAL, JobStore, Record, ending, unless_ended
 from storage.keys import staging_key
 from storage.result_cache import Claim, Output, ResultCache, output_names
 
 log = logging.getLogger("cutout.dispatch")
-
-Enqueue = Callable[[str], None]
 
 # Failures that depend only on the uploaded bytes and options, which followers share.
 SHARED_FAILURES = frozenset({"invalid_image"})

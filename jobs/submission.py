@@ -9,12 +9,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from api.services import Services
-from api.uploads import JobOptions
 from contract.effects import EFFECTS_VERSION
 from contract.formats import ImageInfo
+from jobs.record import JobOptions
+from jobs.services import JobServices
+from jobs.store import ms_between, now_iso
 from observability import metrics
-from storage.jobs import ms_between, now_iso
 from storage.keys import content_key, staging_key
 from storage.result_cache import output_names
 
@@ -36,7 +36,7 @@ def job_content_key(image_sha256: str, model_id: str, options: JobOptions) -> st
 
 
 def new_record(
-    svc: Services,
+    model_id: str,
     data: bytes,
     info: ImageInfo,
     options: JobOptions,
@@ -58,8 +58,8 @@ def new_record(
             "bytes": len(data),
             "sha256": image_sha,
         },
-        "model": svc.model_id,
-        "content_key": job_content_key(image_sha, svc.model_id, options),
+        "model": model_id,
+        "content_key": job_content_key(image_sha, model_id, options),
         "cache": None,  # hit | joined | miss | partial, once known
         "outputs": {},
         "error": None,
@@ -68,7 +68,7 @@ def new_record(
     }
 
 
-def answer_from_cache(svc: Services, record: dict[str, Any]) -> dict[str, Any] | None:
+def answer_from_cache(svc: JobServices, record: dict[str, Any]) -> dict[str, Any] | None:
     """The job, already succeeded, when every requested output is cached; None otherwise.
     Nothing is staged or queued for a hit."""
     names = output_names(record["options"]["effects"])
@@ -89,7 +89,7 @@ def answer_from_cache(svc: Services, record: dict[str, Any]) -> dict[str, Any] |
     return finished
 
 
-def stage_and_dispatch(svc: Services, record: dict[str, Any], data: bytes) -> dict[str, Any]:
+def stage_and_dispatch(svc: JobServices, record: dict[str, Any], data: bytes) -> dict[str, Any]:
     """Stage the input, record the job and dispatch it; returns the record as it then stands
     and counts the outcome. Raises if the queue refused the job (which is then failed)."""
     svc.store.save(staging_key(record["id"]), data, "application/octet-stream")
@@ -100,7 +100,8 @@ def stage_and_dispatch(svc: Services, record: dict[str, Any], data: bytes) -> di
 
 
 def submit(
-    svc: Services,
+    svc: JobServices,
+    model_id: str,
     data: bytes,
     info: ImageInfo,
     options: JobOptions,
@@ -110,7 +111,7 @@ def submit(
     """The job for this upload: finished at once on a full cache hit, else staged and
     dispatched. ``admit()`` runs before anything is staged for a job the cache cannot answer
     and raises to refuse it (the queue is full), so a full queue never refuses a hit."""
-    record = new_record(svc, data, info, options, extra)
+    record = new_record(model_id, data, info, options, extra)
     hit = answer_from_cache(svc, record)
     if hit is not None:
         metrics.CACHE_HITS.inc()

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.base import ObjectStore
-from storage.jobs import TERMINAL, JobStore, Record, now_iso
-from storage.outbound import (
+from jobs.public import public_job
+from jobs.store import TERMINAL, JobStore, Record, now_iso
+from jobs.webhooks.outbound import (
     ForbiddenTarget,
     InvalidTarget,
     Reply,
@@ -30,8 +30,9 @@ from storage.outbound import (
     post,
     system_resolve,
 )
-from storage.public_job import public_job
-from storage.webhooks import WebhookSettings, message_id, signed_headers
+from jobs.webhooks.settings import WebhookSettings
+from jobs.webhooks.signing import message_id, signed_headers
+from storage.base import ObjectStore
 
 log = logging.getLogger("cutout.webhooks")
 HISTORY = 20  # attempts kept on the job

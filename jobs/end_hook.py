@@ -10,17 +10,14 @@ process: this hook counts the job's end (``cutout_jobs_total``, ``cutout_job_dur
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from jobs.queue import Enqueue
+from jobs.store import OnTerminal, Record
 from observability import metrics
 from observability.logs import log_job_stage
-from storage.jobs import OnTerminal, Record
-from storage.webhooks import webhook_trigger
 
 
-def job_end_hook(send_webhook: Callable[[str], None]) -> OnTerminal:
+def job_end_hook(send_webhook: Enqueue) -> OnTerminal:
     """The ``JobStore.on_terminal`` hook; ``send_webhook(job_id)`` queues a first delivery."""
-    webhook = webhook_trigger(send_webhook)
 
     def ended(record: Record) -> None:
         timings = record.get("timings") or {}
@@ -28,6 +25,7 @@ def job_end_hook(send_webhook: Callable[[str], None]) -> OnTerminal:
         metrics.record_job_end(record["status"], timings, code)
         # batch_id: the batch the job ran in, if it ran in one (not a hit or a follower).
         log_job_stage(record["status"], record["id"], record.get("batch_id", ""), timings, code)
-        webhook(record)
+        if record.get("webhook"):
+            send_webhook(record["id"])
 
     return ended

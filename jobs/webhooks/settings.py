@@ -1,28 +1,19 @@
-"""Webhook settings, the delivery state kept on a job, and Standard Webhooks signatures.
+"""Webhook settings and the delivery state a job starts with.
 
 Shared by the API (which validates ``webhook_url`` at submit) and the ``io`` worker (which
-delivers). Secrets are ``whsec_`` + base64 of at least 24 random bytes; every configured
-secret signs each message, so a receiver can rotate without losing one.
+delivers).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import ipaddress
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from storage.jobs import OnTerminal, Record
+from jobs.webhooks.signing import secret_key
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-SECRET_PREFIX = "whsec_"
-MIN_SECRET_BYTES = 24
 
 
 @dataclass(frozen=True)
@@ -77,43 +68,6 @@ def parse_networks(spec: str) -> tuple[Network, ...]:
     )
 
 
-def secret_key(secret: str) -> bytes:
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError(f"a webhook secret must start with {SECRET_PREFIX!r}")
-    try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
-    except binascii.Error as exc:
-        raise ValueError(f"a webhook secret must be {SECRET_PREFIX} + base64") from exc
-    if len(key) < MIN_SECRET_BYTES:
-        raise ValueError(f"a webhook secret must hold at least {MIN_SECRET_BYTES} bytes")
-    return key
-
-
-def signature(secrets: tuple[str, ...], msg_id: str, timestamp: int, body: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` per secret, space separated."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return " ".join(
-        "v1," + base64.b64encode(hmac.new(secret_key(s), signed, hashlib.sha256).digest()).decode()
-        for s in secrets
-    )
-
-
-def signed_headers(
-    secrets: tuple[str, ...], msg_id: str, timestamp: int, body: bytes
-) -> dict[str, str]:
-    return {
-        "Content-Type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(timestamp),
-        "webhook-signature": signature(secrets, msg_id, timestamp, body),
-    }
-
-
-def message_id(job_id: str) -> str:
-    """One message per job (its terminal event), the same for every attempt."""
-    return f"msg_{job_id}"
-
-
 def new_webhook(url: str) -> dict[str, Any]:
     """The delivery state a job starts with when it asks for a webhook."""
     return {
@@ -126,13 +80,3 @@ def new_webhook(url: str) -> dict[str, Any]:
         "next_attempt_at": None,
         "history": [],
     }
-
-
-def webhook_trigger(send: Callable[[str], None]) -> OnTerminal:
-    """A ``JobStore.on_terminal`` hook that queues the first delivery of jobs that want one."""
-
-    def on_terminal(record: Record) -> None:
-        if record.get("webhook"):
-            send(record["id"])
-
-    return on_terminal
