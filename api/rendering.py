@@ -7,8 +7,9 @@ from typing import Any
 from flask import request
 
 from jobs.public import public_job
+from jobs.record import JobRecord
 from storage import ObjectStore
 
 
-def render_job(record: dict[str, Any], store: ObjectStore) -> dict[str, Any]:
+def render_job(record: JobRecord, store: ObjectStore) -> dict[str, Any]:
     return public_job(record, store, request.host_url)

@@ -44,7 +44,7 @@ import celeryconfig
 from bench.photos import distinct_phone_jpegs
 from contract.effects import EFFECT_NAMES
 from devtools.redis_server import free_port, start
-from jobs.store import parse_iso
+from jobs.record import parse_iso
 from tests.conftest import Stack, _stop, run_stack, start_worker, wait_until
 from workers.imageio import decode
 from workers.pipeline import JobInput, Pipeline

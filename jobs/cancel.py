@@ -10,27 +10,27 @@ its leader's list. A job that had already ended is left as it was.
 
 from __future__ import annotations
 
-from typing import Any
-
+from jobs.record import TERMINAL, JobRecord
 from jobs.services import JobServices
-from jobs.store import TERMINAL, Record, ending
+from jobs.store import ending
 from storage.keys import staging_key
 
 
-def cancel(svc: JobServices, job_id: str) -> tuple[Record | None, str | None]:
+def cancel(svc: JobServices, job_id: str) -> tuple[JobRecord | None, str | None]:
     """The record afterwards (None: no such job) and the status it had just before."""
-    seen: dict[str, str] = {}
+    before = ""
     end = ending("canceled")
 
-    def apply(current: dict[str, Any]) -> dict[str, Any] | None:
-        seen["status"] = current["status"]  # the last call is the one that committed
+    def apply(current: JobRecord) -> JobRecord | None:
+        nonlocal before
+        before = current.status  # the last call is the one that committed
         return end(current)
 
     record = svc.jobs.update(job_id, apply)
     if record is None:
         return None, None
-    if seen["status"] == "queued":
+    if before == "queued":
         svc.store.delete(staging_key(job_id))  # no worker will read it now
-    if seen["status"] not in TERMINAL:  # this call canceled it
+    if before not in TERMINAL:  # this call canceled it
         svc.dispatcher.canceled(record)
-    return record, seen["status"]
+    return record, before

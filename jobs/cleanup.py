@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 
 from jobs.dispatch import Dispatcher
-from jobs.store import TERMINAL, JobStore
+from jobs.store import JobStore
 from storage.base import ObjectStore
 
 STAGING_PREFIX = "staging/"
@@ -31,7 +31,7 @@ def remove_stale_staging(
     job_ids = [key.removeprefix(STAGING_PREFIX) for key in stale]
     removed = 0
     for key, record in zip(stale, jobs.get_many(job_ids), strict=True):
-        if record is None or record["status"] in TERMINAL:
+        if record is None or record.ended:
             store.delete(key)
             removed += 1
     return removed

@@ -11,7 +11,8 @@ process: this hook counts the job's end (``cutout_jobs_total``, ``cutout_job_dur
 from __future__ import annotations
 
 from jobs.queue import Enqueue
-from jobs.store import OnTerminal, Record
+from jobs.record import JobRecord
+from jobs.store import OnTerminal
 from observability import metrics
 from observability.logs import log_job_stage
 
@@ -19,13 +20,12 @@ from observability.logs import log_job_stage
 def job_end_hook(send_webhook: Enqueue) -> OnTerminal:
     """The ``JobStore.on_terminal`` hook; ``send_webhook(job_id)`` queues a first delivery."""
 
-    def ended(record: Record) -> None:
-        timings = record.get("timings") or {}
-        code = (record.get("error") or {}).get("code")
-        metrics.record_job_end(record["status"], timings, code)
+    def ended(record: JobRecord) -> None:
+        code = record.error.code if record.error else None
+        metrics.record_job_end(record.status, record.timings, code)
         # batch_id: the batch the job ran in, if it ran in one (not a hit or a follower).
-        log_job_stage(record["status"], record["id"], record.get("batch_id", ""), timings, code)
-        if record.get("webhook"):
-            send_webhook(record["id"])
+        log_job_stage(record.status, record.id, record.batch_id or "", record.timings, code)
+        if record.webhook is not None:
+            send_webhook(record.id)
 
     return ended

@@ -5,9 +5,12 @@ Shared by the API (answers) and the webhook sender (payloads), so both show the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from jobs.record import JobRecord, attempt_to_dict, error_to_dict
 from storage.base import ObjectStore
+from storage.result_cache import StoredOutput
 
 PUBLIC_FIELDS = (
     "id",
@@ -23,7 +26,7 @@ PUBLIC_FIELDS = (
     "computed",  # the outputs this job's worker computed (the rest came from the cache)
     "error",
 )
-# Delivery state of the job's webhook; its lease ("claim") is internal.
+# Delivery state of the job's webhook; its lease ("claim") and start are internal.
 WEBHOOK_FIELDS = (
     "url",
     "state",
@@ -40,25 +43,49 @@ def absolute(url: str, base_url: str) -> str:
     return base_url.rstrip("/") + url if url.startswith("/") else url
 
 
-def public_job(record: dict[str, Any], store: ObjectStore, base_url: str) -> dict[str, Any]:
-    """The job as clients see it; relative storage URLs are made absolute on ``base_url``."""
-    body = {field: record.get(field) for field in PUBLIC_FIELDS}
+def public_job(record: JobRecord, store: ObjectStore, base_url: str) -> dict[str, Any]:
+    """The job as clients see it (``PUBLIC_FIELDS``, then its outputs, preview, timings and
+    webhook); relative storage URLs are made absolute on ``base_url``."""
 
-    def links(outputs: dict[str, Any]) -> dict[str, Any]:
+    def links(outputs: Mapping[str, StoredOutput]) -> dict[str, Any]:
         return {
             name: {
-                "url": absolute(store.url(out["key"]), base_url),
-                "content_type": out["content_type"],
-                "width": out["width"],
-                "height": out["height"],
+                "url": absolute(store.url(out.key), base_url),
+                "content_type": out.content_type,
+                "width": out.width,
+                "height": out.height,
             }
             for name, out in outputs.items()
         }
 
-    body["outputs"] = links(record.get("outputs") or {})
-    # Small WebPs of the effects, stored while the job still runs when it asked for them.
-    body["preview"] = links(record["preview"]) if record.get("preview") else None
-    body["timings"] = record.get("timings") or {}
-    if record.get("webhook"):
-        body["webhook"] = {field: record["webhook"].get(field) for field in WEBHOOK_FIELDS}
+    body: dict[str, Any] = {
+        "id": record.id,
+        "status": record.status,
+        "created_at": record.created_at,
+        "started_at": record.started_at,
+        "completed_at": record.completed_at,
+        "options": record.options.as_dict(),
+        "model": record.model,
+        "batch_size": record.batch_size,
+        "model_input": record.model_input,
+        "cache": record.cache,
+        "computed": None if record.computed is None else list(record.computed),
+        "error": None if record.error is None else error_to_dict(record.error),
+        "outputs": links(record.outputs),
+        # Small WebPs of the effects, stored while the job still runs when it asked for them.
+        "preview": links(record.preview) if record.preview else None,
+        "timings": dict(record.timings),
+    }
+    hook = record.webhook
+    if hook is not None:
+        body["webhook"] = {
+            "url": hook.url,
+            "state": hook.state,
+            "attempts": hook.attempts,
+            "last_status": hook.last_status,
+            "last_error": hook.last_error,
+            "delivered_at": hook.delivered_at,
+            "next_attempt_at": hook.next_attempt_at,
+            "history": [attempt_to_dict(a) for a in hook.history],
+        }
     return body

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import redis
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-from jobs.store import JobStore, parse_iso
+from jobs.record import parse_iso
+from jobs.store import JobStore
 
 SEGMENT_TASK = "cutout.segment"
 WEBHOOK_TASK = "cutout.webhook"
@@ -118,5 +119,5 @@ class WaitingJobs:
         records = [r for r in self.jobs.get_many(self.broker.oldest_task_ids(queue)) if r]
         if not records:
             return None
-        created = min(parse_iso(r["created_at"]) for r in records)
+        created = min(parse_iso(r.created_at) for r in records)
         return max(0.0, time.time() - created)

@@ -1,5 +1,7 @@
-"""Job records in Redis: one JSON document per job, with a TTL, and a channel per job that
-announces its terminal state (so a waiting request wakes at once instead of polling)."""
+"""Job records in Redis, the one place that reads and writes them: one JSON document per job
+(``JobRecord.to_dict``), with a TTL, and a channel per job that announces its terminal state
+(so a waiting request wakes at once instead of polling). Every change goes through ``update``,
+atomically, and ``on_terminal`` runs once for each job that ends."""
 
 from __future__ import annotations
 
@@ -7,52 +9,44 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import replace
 
 import redis
 
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
-STATUSES = frozenset({"queued", "processing"}) | TERMINAL
+from jobs.record import STATUSES, TERMINAL, JobRecord, ms_between, now_iso
 
-Record = dict[str, Any]
-OnTerminal = Callable[[Record], None]
+# A change: the new record from the current one, or None to leave it as it is.
+Change = Callable[[JobRecord], JobRecord | None]
+OnTerminal = Callable[[JobRecord], None]
 
 log = logging.getLogger("cutout.jobs")
 
 
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _same(record: JobRecord) -> JobRecord:
+    return record
 
 
-def parse_iso(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-def ms_between(start_iso: str, end_iso: str) -> float:
-    return round((parse_iso(end_iso) - parse_iso(start_iso)) * 1000, 2)
-
-
-def ending(status: str, **fields: Any) -> Callable[[Record], Record | None]:
-    """An update that ends a job unless it already ended (a cancel wins over a late result)."""
+def ending(status: str, fill: Callable[[JobRecord], JobRecord] = _same) -> Change:
+    """A change that ends a job unless it already ended (a cancel wins over a late result);
+    ``fill`` sets what the job ends with (its outputs, its error). ``total_ms`` is the time
+    from its creation."""
     if status not in TERMINAL:
         raise ValueError(f"{status!r} is not a terminal status")
-    new_timings = fields.pop("timings", {})
 
-    def apply(current: Record) -> Record | None:
-        if current["status"] in TERMINAL:
+    def apply(current: JobRecord) -> JobRecord | None:
+        if current.ended:
             return None
+        filled = fill(current)
         completed = now_iso()
-        timings = {**current.get("timings", {}), **new_timings}
-        timings["total_ms"] = ms_between(current["created_at"], completed)
-        return {**fields, "status": status, "completed_at": completed, "timings": timings}
+        timings = {**filled.timings, "total_ms": ms_between(current.created_at, completed)}
+        return replace(filled, status=status, completed_at=completed, timings=timings)
 
     return apply
 
 
-def unless_ended(changes: Record) -> Callable[[Record], Record | None]:
-    """An update that merges ``changes`` only while the job has not ended."""
-    return lambda current: None if current["status"] in TERMINAL else changes
+def unless_ended(change: Callable[[JobRecord], JobRecord]) -> Change:
+    """A change applied only while the job has not ended."""
+    return lambda current: None if current.ended else change(current)
 
 
 class JobStore:
@@ -75,34 +69,28 @@ class JobStore:
     def _channel(self, job_id: str) -> str:
         return f"{self.prefix}:job-events:{job_id}"
 
-    def create(self, record: Record) -> None:
-        if record.get("status") not in STATUSES:
-            raise ValueError(f"bad status {record.get('status')!r}")
-        created = self.redis.set(self._key(record["id"]), json.dumps(record), ex=self.ttl, nx=True)
+    def create(self, record: JobRecord) -> None:
+        if record.status not in STATUSES:
+            raise ValueError(f"bad status {record.status!r}")
+        created = self.redis.set(self._key(record.id), _encode(record), ex=self.ttl, nx=True)
         if not created:
-            raise KeyError(f"job {record['id']} already exists")
-        if record["status"] in TERMINAL:
+            raise KeyError(f"job {record.id} already exists")
+        if record.ended:
             self._ended(record)
 
-    def get(self, job_id: str) -> Record | None:
+    def get(self, job_id: str) -> JobRecord | None:
         raw = self.redis.get(self._key(job_id))
-        return json.loads(raw) if raw is not None else None
+        return _decode(raw) if raw is not None else None  # type: ignore[arg-type]
 
-    def get_many(self, job_ids: Iterable[str]) -> list[Record | None]:
+    def get_many(self, job_ids: Iterable[str]) -> list[JobRecord | None]:
         keys = [self._key(j) for j in job_ids]
-        return (
-            [json.loads(r) if r is not None else None for r in self.redis.mget(keys)]
-            if keys
-            else []
-        )
+        if not keys:
+            return []
+        return [_decode(raw) if raw is not None else None for raw in self.redis.mget(keys)]  # type: ignore[union-attr]
 
-    def update(
-        self,
-        job_id: str,
-        changes: Record | Callable[[Record], Record | None],
-    ) -> Record | None:
-        """Atomically merge ``changes`` (or apply a function of the current record, which may
-        return None to leave it as it is) and return the new record; None if the job is gone."""
+    def update(self, job_id: str, change: Change) -> JobRecord | None:
+        """Atomically apply ``change`` to the current record and return the new one (the
+        current one when the change left it as it was); None if the job is gone."""
         key = self._key(job_id)
         with self.redis.pipeline() as pipe:
             while True:
@@ -112,17 +100,16 @@ class JobStore:
                     if raw is None:
                         pipe.reset()
                         return None
-                    current = json.loads(raw)
-                    delta = changes(current) if callable(changes) else changes
-                    if not delta:
+                    current = _decode(raw)  # type: ignore[arg-type]
+                    updated = change(current)
+                    if updated is None:
                         pipe.reset()
                         return current
-                    updated = {**current, **delta}
                     pipe.multi()
-                    pipe.set(key, json.dumps(updated), keepttl=True)
-                    ends = updated["status"] in TERMINAL and current["status"] not in TERMINAL
+                    pipe.set(key, _encode(updated), keepttl=True)
+                    ends = updated.ended and not current.ended
                     if ends:
-                        pipe.publish(self._channel(job_id), updated["status"])
+                        pipe.publish(self._channel(job_id), updated.status)
                     pipe.execute()
                     if ends:
                         self._ended(updated)
@@ -130,13 +117,13 @@ class JobStore:
                 except redis.WatchError:
                     continue
 
-    def _ended(self, record: Record) -> None:
+    def _ended(self, record: JobRecord) -> None:
         if self.on_terminal is None:
             return
         try:
             self.on_terminal(record)
         except Exception:  # the job's state is already safe; a failed hook must not undo it
-            log.exception("on_terminal hook failed for job %s", record["id"])
+            log.exception("on_terminal hook failed for job %s", record.id)
 
     def keep_for(self, job_id: str, seconds: int) -> None:
         """Make the record live at least ``seconds`` more (webhook retries outlast the TTL)."""
@@ -144,7 +131,7 @@ class JobStore:
         if 0 <= self.redis.ttl(key) < seconds:  # type: ignore[operator]
             self.redis.expire(key, seconds)
 
-    def wait(self, job_id: str, timeout: float) -> Record | None:
+    def wait(self, job_id: str, timeout: float) -> JobRecord | None:
         """The record once terminal, or as it stands when ``timeout`` seconds pass."""
         deadline = time.monotonic() + timeout
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
@@ -153,8 +140,16 @@ class JobStore:
             while True:
                 record = self.get(job_id)
                 remaining = deadline - time.monotonic()
-                if record is None or record["status"] in TERMINAL or remaining <= 0:
+                if record is None or record.ended or remaining <= 0:
                     return record
                 pubsub.get_message(timeout=min(remaining, 1.0))
         finally:
             pubsub.close()
+
+
+def _encode(record: JobRecord) -> str:
+    return json.dumps(record.to_dict())
+
+
+def _decode(raw: bytes | str) -> JobRecord:
+    return JobRecord.from_dict(json.loads(raw))

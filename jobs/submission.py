@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 from contract.effects import EFFECTS_VERSION
 from contract.formats import ImageInfo
-from jobs.record import JobOptions
+from jobs.record import JobOptions, JobRecord, UploadInfo, WebhookState, ms_between, now_iso
 from jobs.services import JobServices
-from jobs.store import ms_between, now_iso
 from observability import metrics
 from storage.keys import content_key, staging_key
 from storage.result_cache import output_names
@@ -40,59 +39,49 @@ def new_record(
     data: bytes,
     info: ImageInfo,
     options: JobOptions,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``extra``: more fields for the record (its ``owner``, its ``webhook`` state)."""
+    owner: str | None = None,
+    webhook: WebhookState | None = None,
+) -> JobRecord:
+    """A queued job for this upload, owned by ``owner`` (an API key's name)."""
     image_sha = hashlib.sha256(data).hexdigest()
-    return {
-        "id": uuid.uuid4().hex,
-        "status": "queued",
-        "created_at": now_iso(),
-        "started_at": None,
-        "completed_at": None,
-        "options": options.as_dict(),
-        "input": {
-            "format": info.format,
-            "width": info.width,
-            "height": info.height,
-            "bytes": len(data),
-            "sha256": image_sha,
-        },
-        "model": model_id,
-        "content_key": job_content_key(image_sha, model_id, options),
-        "cache": None,  # hit | joined | miss | partial, once known
-        "outputs": {},
-        "error": None,
-        "timings": {},
-        **(extra or {}),
-    }
+    return JobRecord(
+        id=uuid.uuid4().hex,
+        status="queued",
+        created_at=now_iso(),
+        options=options,
+        input=UploadInfo(info.format, info.width, info.height, len(data), image_sha),
+        model=model_id,
+        content_key=job_content_key(image_sha, model_id, options),
+        owner=owner,
+        webhook=webhook,
+    )
 
 
-def answer_from_cache(svc: JobServices, record: dict[str, Any]) -> dict[str, Any] | None:
+def answer_from_cache(svc: JobServices, record: JobRecord) -> JobRecord | None:
     """The job, already succeeded, when every requested output is cached; None otherwise.
     Nothing is staged or queued for a hit."""
-    names = output_names(record["options"]["effects"])
-    outputs = svc.cache.lookup(record["content_key"], names)
+    names = output_names(record.options.effects)
+    outputs = svc.cache.lookup(record.content_key, names)
     if len(outputs) < len(names):
         return None
     done = now_iso()
-    finished = {
-        **record,
-        "status": "succeeded",
-        "started_at": done,
-        "completed_at": done,
-        "cache": "hit",
-        "outputs": outputs,
-        "timings": {"total_ms": ms_between(record["created_at"], done)},
-    }
+    finished = replace(
+        record,
+        status="succeeded",
+        started_at=done,
+        completed_at=done,
+        cache="hit",
+        outputs=outputs,
+        timings={"total_ms": ms_between(record.created_at, done)},
+    )
     svc.jobs.create(finished)  # ended as it is created: the job store's hook runs (webhook)
     return finished
 
 
-def stage_and_dispatch(svc: JobServices, record: dict[str, Any], data: bytes) -> dict[str, Any]:
+def stage_and_dispatch(svc: JobServices, record: JobRecord, data: bytes) -> JobRecord:
     """Stage the input, record the job and dispatch it; returns the record as it then stands
     and counts the outcome. Raises if the queue refused the job (which is then failed)."""
-    svc.store.save(staging_key(record["id"]), data, "application/octet-stream")
+    svc.store.save(staging_key(record.id), data, "application/octet-stream")
     svc.jobs.create(record)
     claim, current = svc.dispatcher.dispatch(record)
     _COUNTER[claim.outcome].inc()
@@ -101,17 +90,14 @@ def stage_and_dispatch(svc: JobServices, record: dict[str, Any], data: bytes) ->
 
 def submit(
     svc: JobServices,
-    model_id: str,
+    record: JobRecord,
     data: bytes,
-    info: ImageInfo,
-    options: JobOptions,
-    extra: dict[str, Any] | None = None,
     admit: Callable[[], None] | None = None,
-) -> dict[str, Any]:
-    """The job for this upload: finished at once on a full cache hit, else staged and
-    dispatched. ``admit()`` runs before anything is staged for a job the cache cannot answer
-    and raises to refuse it (the queue is full), so a full queue never refuses a hit."""
-    record = new_record(model_id, data, info, options, extra)
+) -> JobRecord:
+    """The job for this upload (``record``, from ``new_record``): finished at once on a full
+    cache hit, else staged and dispatched. ``admit()`` runs before anything is staged for a
+    job the cache cannot answer and raises to refuse it (the queue is full), so a full queue
+    never refuses a hit."""
     hit = answer_from_cache(svc, record)
     if hit is not None:
         metrics.CACHE_HITS.inc()

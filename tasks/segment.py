@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
@@ -17,6 +16,10 @@ from jobs.runner import JobRunner
 from observability import metrics
 from observability.cost import CostMeter
 from tasks.resources import JobResources
+from workers.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from workers.pipeline import Pipeline
 
 log = logging.getLogger("cutout.segment")
 
@@ -34,28 +37,35 @@ class SegmentTask(JobResources, Batches):
         return float(self.app.conf.cutout_flush_interval)
 
     @cached_property
-    def runner(self) -> JobRunner:
-        from workers.pipeline import Pipeline
-        from workers.predictor import load_segmenter
-        from workers.settings import WorkerSettings
+    def settings(self) -> WorkerSettings:
+        return WorkerSettings.from_env()
 
-        settings = WorkerSettings.from_env()
-        segmenter, seconds = load_segmenter(settings)
-        log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        from workers.build import build_pipeline  # torch: only where a batch will run
+
+        built = build_pipeline(self.settings)  # its pool lives as long as the worker
+        seconds, device = built.load_seconds, built.pipeline.segmenter.device
+        log.info("model %s loaded on %s in %.2fs", self.settings.model, device, seconds)
         metrics.record_cold_start("load", seconds)
-        pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
-        quality = AdaptiveQuality(
-            self.services.queue.depth, settings.adaptive_queue_depth, segmenter.reduced_input
-        )
+        return built.pipeline
+
+    @cached_property
+    def runner(self) -> JobRunner:
+        from workers.build import BatchProcessor
+
+        reduced_input = self.pipeline.segmenter.reduced_input
+        threshold = self.settings.adaptive_queue_depth
+        quality = AdaptiveQuality(self.services.queue.depth, threshold, reduced_input)
         if quality.enabled:
             log.info(
                 "adaptive quality: %d px input while over %d jobs wait on %s",
-                segmenter.reduced_input,
-                settings.adaptive_queue_depth,
+                reduced_input,
+                threshold,
                 GPU_QUEUE,
             )
-        pipeline = Pipeline(segmenter, pool)
-        return JobRunner(self.services.dispatcher, pipeline, CostMeter.from_env(), quality)
+        processor = BatchProcessor(self.pipeline)
+        return JobRunner(self.services.dispatcher, processor, CostMeter.from_env(), quality)
 
 
 @shared_task(base=SegmentTask, bind=True, name=SEGMENT_TASK)

@@ -71,7 +71,8 @@ def _warm_model(sender: Any = None, **_: Any) -> None:
     from workers.engines import EngineUnavailable
 
     try:
-        segmenter = segment.runner.pipeline.segmenter  # loads the model (timed as "load")
+        segmenter = segment.pipeline.segmenter  # loads the model (timed as "load")
+        _ = segment.runner  # built now, not by the first batches (they run on several threads)
     except (EngineUnavailable, FileNotFoundError, KeyError, ValueError) as exc:
         # Celery logs and swallows a signal handler's Exception; a worker without its model
         # must not start (nor announce itself ready), so leave with the reason.
@@ -90,7 +91,7 @@ def _log_cold_start(sender: Any = None, **_: Any) -> None:
         return
     from tasks.segment import segment
 
-    segmenter = segment.runner.pipeline.segmenter  # its cold_start_seconds stay for exporters
+    segmenter = segment.pipeline.segmenter  # its cold_start_seconds stay for exporters
     cold = {k: round(v, 3) for k, v in segmenter.cold_start_seconds.items()}
     log.info(
         "engine %s warm",

@@ -185,15 +185,16 @@ def test_readyz_needs_a_gpu_worker(client: FlaskClient, redis_client: redis.Redi
 def _finish_as_a_worker(client: FlaskClient, job_id: str, names: list[str]) -> None:
     """Store outputs for ``names`` and end the job, as the runner does once it computed them."""
     from storage.keys import result_key
+    from storage.result_cache import StoredOutput
 
     svc = client.application.extensions["cutout"]
     record = svc.jobs.get(job_id)
     outputs = {}
     for name in names:
-        key = result_key(record["content_key"], name, "png")
+        key = result_key(record.content_key, name, "png")
         svc.store.save(key, name.encode(), "image/png", immutable=True)
-        outputs[name] = {"key": key, "content_type": "image/png", "width": 64, "height": 48}
-    svc.cache.store(record["content_key"], outputs)
+        outputs[name] = StoredOutput(key, "image/png", 64, 48, len(name))
+    svc.cache.store(record.content_key, outputs)
     svc.dispatcher.finish(job_id, outputs)
 
 

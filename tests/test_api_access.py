@@ -183,10 +183,12 @@ def test_cancel_a_queued_job(client: FlaskClient, tmp_path: Path) -> None:
 
 
 def test_a_finished_job_cannot_be_canceled(client: FlaskClient, redis_client: redis.Redis) -> None:
+    from dataclasses import replace
+
     from jobs.store import JobStore
 
     job = _submit(client).get_json()
-    JobStore(redis_client).update(job["id"], {"status": "succeeded"})
+    JobStore(redis_client).update(job["id"], lambda r: replace(r, status="succeeded"))
     response = client.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(ALICE))
     assert response.status_code == 409 and _error(response) == "job_finished"
     assert client.delete("/api/v2/jobs/nope", headers=_auth(ALICE)).status_code == 404
@@ -309,7 +311,7 @@ def test_canceling_a_leader_hands_its_followers_over(
     cancel(leader, ALICE)  # the first follower leads now, the second attaches to it
     assert queued == [leader["id"], followers[0]["id"]]
     svc = client.application.extensions["cutout"]
-    assert svc.jobs.get(followers[1]["id"])["joined_job"] == followers[0]["id"]
+    assert svc.jobs.get(followers[1]["id"]).joined_job == followers[0]["id"]
     _finish_as_a_worker(client, followers[0]["id"], ALL_OUTPUTS)
     done = [client.get(f"/api/v2/jobs/{f['id']}", headers=_auth(BOB)).get_json() for f in followers]
     assert [d["status"] for d in done] == ["succeeded", "succeeded", "canceled"]

@@ -11,6 +11,7 @@ import sys
 import time
 import types
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ from observability.exposition import GpuCollector
 from observability.queue_stats import QueueCollector
 from storage.settings import StorageSettings
 from tests.prom import parse, value
+from tests.records import job_record
 
 
 @pytest.fixture
@@ -95,7 +97,7 @@ def test_queue_depth_and_age_read_the_lists_kombu_writes(
     queue = "metrics-test"
     created = "2026-01-01T00:00:00.000Z"
     for i, priority in enumerate([0, 0, 5, 9]):  # several priority lists
-        jobs.create({"id": f"job{i}", "status": "queued", "created_at": created})
+        jobs.create(replace(job_record(f"job{i}"), created_at=created))
         app.send_task("cutout.segment", args=[f"job{i}"], task_id=f"job{i}", queue=queue,
                       priority=priority)  # fmt: skip
     app.send_task("other.task", queue="metrics-test-other")  # not a job: no age

@@ -1,4 +1,4 @@
-"""Webhook settings and the delivery state a job starts with.
+"""Webhook settings, read from the environment when asked.
 
 Shared by the API (which validates ``webhook_url`` at submit) and the ``io`` worker (which
 delivers).
@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from jobs.webhooks.signing import secret_key
 
@@ -66,17 +65,3 @@ def parse_networks(spec: str) -> tuple[Network, ...]:
         for part in spec.replace(",", " ").split()
         if part.strip()
     )
-
-
-def new_webhook(url: str) -> dict[str, Any]:
-    """The delivery state a job starts with when it asks for a webhook."""
-    return {
-        "url": url,
-        "state": "pending",  # pending | retrying | delivered | failed | gone
-        "attempts": 0,
-        "last_status": None,
-        "last_error": None,
-        "delivered_at": None,
-        "next_attempt_at": None,
-        "history": [],
-    }
