@@ -2,7 +2,8 @@
 
 Every worker proves its storage settings first and refuses to start, saying what is wrong,
 when they cannot work. A worker consuming the ``gpu`` queue then builds and warms its model
-before it takes a job, and announces itself through a heartbeat that ``/readyz`` reads.
+before it takes a job, and announces itself through a heartbeat that ``/readyz`` reads, which
+it withdraws as it shuts down.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from typing import Any
 
 from celery import signals
 
+from jobs.heartbeats import Beating
 from jobs.queue import GPU_QUEUE
 from observability import logs, metrics_dir
 from storage import StorageConfigError, StorageSettings, open_store
@@ -24,7 +25,7 @@ from tasks.app import create_celery
 
 app = create_celery()
 log = logging.getLogger("cutout.worker")
-_stop = threading.Event()
+_beating: list[Beating] = []  # this process's heartbeat, once it is ready
 
 
 def _consumes_gpu(worker: Any) -> bool:
@@ -108,17 +109,7 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     if worker is None or not _consumes_gpu(worker):
         return
     name = f"{sender.hostname or socket.gethostname()}"
-    heartbeats = segment.services.heartbeats
-
-    def beat() -> None:
-        while not _stop.is_set():
-            try:
-                heartbeats.beat(GPU_QUEUE, name)
-            except Exception:
-                log.warning("heartbeat to Redis failed", exc_info=True)
-            _stop.wait(5.0)
-
-    threading.Thread(target=beat, name="cutout-heartbeat", daemon=True).start()
+    _beating.append(segment.services.heartbeats.keep_alive(GPU_QUEUE, name))
     _record_ready()
 
 
@@ -134,4 +125,7 @@ def _record_ready() -> None:
 
 @signals.worker_shutdown.connect
 def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
-    _stop.set()
+    # Withdrawn at once, so /readyz stops counting this worker now rather than when its last
+    # beat goes stale.
+    while _beating:
+        _beating.pop().stop()
