@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from jobs.record import JobRecord, attempt_to_dict, error_to_dict
+from jobs.record import JobRecord
 from storage.base import ObjectStore
 from storage.result_cache import StoredOutput
 
@@ -58,34 +58,12 @@ def public_job(record: JobRecord, store: ObjectStore, base_url: str) -> dict[str
             for name, out in outputs.items()
         }
 
-    body: dict[str, Any] = {
-        "id": record.id,
-        "status": record.status,
-        "created_at": record.created_at,
-        "started_at": record.started_at,
-        "completed_at": record.completed_at,
-        "options": record.options.as_dict(),
-        "model": record.model,
-        "batch_size": record.batch_size,
-        "model_input": record.model_input,
-        "cache": record.cache,
-        "computed": None if record.computed is None else list(record.computed),
-        "error": None if record.error is None else error_to_dict(record.error),
-        "outputs": links(record.outputs),
-        # Small WebPs of the effects, stored while the job still runs when it asked for them.
-        "preview": links(record.preview) if record.preview else None,
-        "timings": dict(record.timings),
-    }
-    hook = record.webhook
-    if hook is not None:
-        body["webhook"] = {
-            "url": hook.url,
-            "state": hook.state,
-            "attempts": hook.attempts,
-            "last_status": hook.last_status,
-            "last_error": hook.last_error,
-            "delivered_at": hook.delivered_at,
-            "next_attempt_at": hook.next_attempt_at,
-            "history": [attempt_to_dict(a) for a in hook.history],
-        }
+    data = record.to_dict()
+    body = {field: data[field] for field in PUBLIC_FIELDS}
+    body["outputs"] = links(record.outputs)
+    # Small WebPs of the effects, stored while the job still runs when it asked for them.
+    body["preview"] = links(record.preview) if record.preview else None
+    body["timings"] = dict(record.timings)
+    if record.webhook is not None:
+        body["webhook"] = {field: data["webhook"][field] for field in WEBHOOK_FIELDS}
     return body

@@ -145,7 +145,7 @@ class JobRecord:
             "joined_job": self.joined_job,
             "outputs": _outputs_to_dict(self.outputs),
             "preview": None if self.preview is None else _outputs_to_dict(self.preview),
-            "error": None if self.error is None else error_to_dict(self.error),
+            "error": None if self.error is None else _error_to_dict(self.error),
             "timings": dict(self.timings),
             "batch_id": self.batch_id,
             "batch_size": self.batch_size,
@@ -196,7 +196,7 @@ def _upload_to_dict(upload: UploadInfo | None) -> dict[str, Any] | None:
     }
 
 
-def error_to_dict(error: JobError) -> dict[str, str]:
+def _error_to_dict(error: JobError) -> dict[str, str]:
     return {"code": error.code, "message": error.message}
 
 
@@ -218,7 +218,7 @@ def _webhook_to_dict(hook: WebhookState) -> dict[str, Any]:
         "last_error": hook.last_error,
         "delivered_at": hook.delivered_at,
         "next_attempt_at": hook.next_attempt_at,
-        "history": [attempt_to_dict(a) for a in hook.history],
+        "history": [_attempt_to_dict(a) for a in hook.history],
         "claim": None
         if claim is None
         else {"attempt": claim.attempt, "until": claim.until, "token": claim.token},
@@ -226,7 +226,7 @@ def _webhook_to_dict(hook: WebhookState) -> dict[str, Any]:
     }
 
 
-def attempt_to_dict(attempt: WebhookAttempt) -> dict[str, Any]:
+def _attempt_to_dict(attempt: WebhookAttempt) -> dict[str, Any]:
     return {
         "attempt": attempt.attempt,
         "at": attempt.at,
