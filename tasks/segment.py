@@ -37,16 +37,16 @@ class SegmentTask(JobResources, Batches):
         return float(self.app.conf.cutout_flush_interval)
 
     @cached_property
-    def settings(self) -> WorkerSettings:
+    def worker_settings(self) -> WorkerSettings:
         return WorkerSettings.from_env()
 
     @cached_property
     def pipeline(self) -> Pipeline:
         from workers.build import build_pipeline  # torch: only where a batch will run
 
-        built = build_pipeline(self.settings)  # its pool lives as long as the worker
+        built = build_pipeline(self.worker_settings)  # its pool lives as long as the worker
         seconds, device = built.load_seconds, built.pipeline.segmenter.device
-        log.info("model %s loaded on %s in %.2fs", self.settings.model, device, seconds)
+        log.info("model %s loaded on %s in %.2fs", self.worker_settings.model, device, seconds)
         metrics.record_cold_start("load", seconds)
         return built.pipeline
 
@@ -55,7 +55,7 @@ class SegmentTask(JobResources, Batches):
         from workers.build import BatchProcessor
 
         reduced_input = self.pipeline.segmenter.reduced_input
-        threshold = self.settings.adaptive_queue_depth
+        threshold = self.worker_settings.adaptive_queue_depth
         quality = AdaptiveQuality(self.services.queue.depth, threshold, reduced_input)
         if quality.enabled:
             log.info(
