@@ -39,8 +39,8 @@ NEVER: dict[str, set[str]] = {
     "api": {"workers", "cutout", "devtools", "torch", "torchvision", "celery_batches", "tasks"},
     # Celery only: they call jobs/ and workers/, never the web side.
     "tasks": {"api", "cutout", "devtools", "flask"},
-    # The command line runs the pipeline or talks HTTP; never the service's insides.
-    "cutout": {"api", "tasks", "jobs", "storage", "devtools", "flask", "celery"},
+    # The command line runs the pipeline in process, or talks to the API over HTTP.
+    "cutout": {"api", "tasks", "devtools", "flask", "celery"},
     "devtools": {*SERVICE, "flask", "celery", "torch"},
 }
 # The exceptions, by exact module: the API sends its messages through the Celery app (a
