@@ -47,10 +47,10 @@ import torch
 
 import celeryconfig
 from bench.photos import distinct_phone_jpegs
-from storage.jobs import parse_iso
-from storage.redis_server import free_port, start
+from contract.effects import EFFECT_NAMES
+from devtools.redis_server import free_port, start
+from jobs.record import parse_iso
 from tests.conftest import Stack, _stop, run_stack, start_worker, wait_until
-from workers.effect_names import EFFECT_NAMES
 from workers.imageio import decode
 from workers.pipeline import JobInput, Pipeline
 from workers.predictor import Segmenter, load_segmenter
@@ -176,7 +176,7 @@ class GpuSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from workers.gpu_stats import read_gpus
+        from observability.gpu_stats import read_gpus
 
         while not self._stop.wait(self.every):
             gpus = read_gpus()

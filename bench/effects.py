@@ -33,7 +33,7 @@ from PIL import Image
 
 from bench import encoders
 from bench.timing import sync
-from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
 from workers.effects import EFFECTS, EffectInputs, dither_cuda, render
 from workers.effects.dither import diffuse
 from workers.effects.stylise import dithering_grey

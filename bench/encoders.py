@@ -230,7 +230,7 @@ def outputs_of_a_photo() -> tuple[dict[str, np.ndarray], np.ndarray]:
     import torch
 
     from bench.effects import _photo, _to_host
-    from workers.effect_names import EFFECT_NAMES
+    from contract.effects import EFFECT_NAMES
     from workers.effects import render
     from workers.predictor import load_segmenter
     from workers.settings import WorkerSettings

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from workers.effect_names import EFFECT_NAMES
+from contract.effects import EFFECT_NAMES
 from workers.effects import dither_cuda
 from workers.effects.common import EffectInputs, prepare
 from workers.effects.dither import diffuse, floyd_steinberg

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import torch
 
-from workers.effect_names import EFFECT_NAMES
+from contract.effects import EFFECT_NAMES
 from workers.effects import EFFECTS, render
 from workers.imageio import JPEG_QUALITY, add_jpeg_icc_profile, fit_within
 from workers.outputs import DeviceJpegEncoder, codec_for
