@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=TrainSettings.batch_size)
     parser.add_argument("--lr", type=float, default=TrainSettings.lr)
     parser.add_argument("--eval-every", type=int, default=TrainSettings.eval_every)
+    parser.add_argument("--minutes", type=float, default=0.0, help="training time budget")
     parser.add_argument("--workers", type=int, default=TrainSettings.workers)
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         lr=args.lr,
         eval_every=args.eval_every,
         workers=args.workers,
+        minutes=args.minutes,
     )
     started = time.perf_counter()
     state = train(pack, args.out, settings, device, progress=not args.no_progress)

@@ -51,29 +51,32 @@ class TeacherLabels:
     def labels(
         self, photos: Sequence[Photo], progress: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
-        """Each photo's soft mask (H×W uint8 at the decoded photo's size), the teacher run on
-        the cache misses only, ``batch_size`` photos at a time."""
-        out: dict[int, np.ndarray] = {}
-        missing = []
-        for i, photo in enumerate(photos):
+        """Each photo's soft mask (H×W uint8 at the decoded photo's size). The teacher runs on
+        each distinct photo missing from the cache, ``batch_size`` at a time; a twin (the
+        same bytes again) counts as a cache hit."""
+        out: dict[str, np.ndarray] = {}
+        missing: list[Photo] = []
+        for photo in photos:
             path = self.path(photo)
-            if path.is_file():
-                out[i] = np.asarray(Image.open(path))
+            if photo.digest in out or any(m.digest == photo.digest for m in missing):
                 self.hits += 1
-                if progress:
-                    progress(1)
+            elif path.is_file():
+                out[photo.digest] = np.asarray(Image.open(path))
+                self.hits += 1
             else:
-                missing.append(i)
+                missing.append(photo)
+                continue
+            if progress:
+                progress(1)
         for start in range(0, len(missing), self.batch_size):
             chunk = missing[start : start + self.batch_size]
-            masks = self.teacher([photos[i].read() for i in chunk])
-            for i, mask in zip(chunk, masks, strict=True):
-                self._store(self.path(photos[i]), mask)
-                out[i] = mask
+            for photo, mask in zip(chunk, self.teacher([p.read() for p in chunk]), strict=True):
+                self._store(self.path(photo), mask)
+                out[photo.digest] = mask
             self.runs += len(chunk)
             if progress:
                 progress(len(chunk))
-        return [out[i] for i in range(len(photos))]
+        return [out[p.digest] for p in photos]
 
     @staticmethod
     def _store(path: Path, mask: np.ndarray) -> None:

@@ -44,6 +44,9 @@ class TrainSettings:
     eval_every: int = 250
     seed: int = 20
     workers: int = 2  # data-loading processes (augmentation runs there)
+    # A time budget in minutes of training (0: none): the schedule then anneals by whichever
+    # of steps or time runs out first, so a run cut by the clock still ends at a low rate.
+    minutes: float = 0.0
 
     def size(self) -> int:
         return self.input_size or model_config(self.model).input_size
@@ -97,11 +100,33 @@ def heldout_iou(
     return float(np.mean(scores)) if scores else float("nan")
 
 
-def lr_at(step: int, settings: TrainSettings) -> float:
+def progress_of(step: int, seconds: float, settings: TrainSettings) -> float:
+    """How far the run is, 0..1: by steps, or by time when that is further along."""
+    done = step / settings.steps
+    return max(done, seconds / (settings.minutes * 60)) if settings.minutes else done
+
+
+def lr_at(step: int, progress: float, settings: TrainSettings) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at progress 1."""
     if step < settings.warmup:
         return settings.lr * (step + 1) / settings.warmup
-    progress = (step - settings.warmup) / max(1, settings.steps - settings.warmup)
     return settings.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    if not enabled:  # a GPU box may lack tqdm; the log lines say the same
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step")
+
+
+class _NoBar:
+    def update(self, n: int) -> None: ...
+
+    def set_postfix(self, **values: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def _batches(loader: DataLoader, dataset: AugmentedPack, epoch: int) -> Iterator[Any]:
@@ -131,8 +156,6 @@ def train(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train (or resume) on ``pack``'s training photos; returns the final run state."""
-    from tqdm import tqdm
-
     torch.manual_seed(settings.seed)
     config = model_config(settings.model)
     size = settings.size()
@@ -142,7 +165,12 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
     )
-    state: dict[str, Any] = {"step": 0, "best_iou": -1.0, "settings": asdict(settings)}
+    state: dict[str, Any] = {
+        "step": 0,
+        "seconds": 0.0,  # training time so far, over every resumed run
+        "best_iou": -1.0,
+        "settings": asdict(settings),
+    }
     if (out / LAST).is_file():
         state = load_training(out / LAST, model, optimizer)
         if state["settings"] != asdict(settings):
@@ -165,13 +193,16 @@ def train(
     autocast, scaler = autocast_for(device)
     per_epoch = max(1, len(loader))
     batches = _batches(loader, dataset, state["step"] // per_epoch)
-    bar = tqdm(total=settings.steps, initial=state["step"], disable=not progress, unit="step")
-    started, seen = time.perf_counter(), 0
-    while state["step"] < settings.steps:
+    bar = _progress_bar(settings.steps, state["step"], progress)
+    started, seen, before = time.perf_counter(), 0, state["seconds"]
+    while progress_of(state["step"], state["seconds"], settings) < 1:
         photos, targets = next(batches)
         photos, targets = photos.to(device, non_blocking=True), targets.to(device)
+        rate = lr_at(
+            state["step"], progress_of(state["step"], state["seconds"], settings), settings
+        )
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(state["step"], settings)
+            group["lr"] = rate
         with autocast():
             sides = model.side_logits(normalise(photos, config))
         loss, parts = distillation_loss(sides, targets)
@@ -184,15 +215,17 @@ def train(
             loss.backward()
             optimizer.step()
         state["step"] += 1
+        state["seconds"] = before + time.perf_counter() - started
         seen += len(photos)
+        done = progress_of(state["step"], state["seconds"], settings) >= 1
         bar.update(1)
         bar.set_postfix(
             loss=f"{loss.item():.3f}", bce=f"{parts['bce']:.3f}", iou=f"{parts['iou']:.3f}"
         )
-        if state["step"] % settings.eval_every == 0 or state["step"] == settings.steps:
+        if state["step"] % settings.eval_every == 0 or done:
             score = heldout_iou(model, pack, config, size, device)
             state["last_iou"] = score
-            state["samples_per_second"] = seen / (time.perf_counter() - started)
+            state["samples_per_second"] = round(seen / (time.perf_counter() - started), 2)
             if score > state["best_iou"]:
                 state["best_iou"] = score
                 save_training(out / BEST, model, optimizer, state)
