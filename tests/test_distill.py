@@ -16,7 +16,7 @@ from PIL import Image
 
 from training.augment import PhonePhotoAugment
 from training.labels import TeacherLabels
-from training.pack import Pack, build_pack, load_pack, save_pack
+from training.pack import Pack, build_pack, label_pack, load_pack, save_pack
 from training.photos import list_photos, split_holdout
 from training.train import LAST, TrainSettings, train
 from workers.photos import load_photo
@@ -99,13 +99,13 @@ def test_the_holdout_split_follows_the_content(folder: Path) -> None:
     assert split_holdout(photos, 100) == ([], photos)
 
 
-def _pack(side: int = 80) -> Pack:
+def _pack(side: int = 80, unlabelled: tuple[str, ...] = ()) -> Pack:
     items = []
     for i, name in enumerate(("astronaut", "coffee", "chelsea", "rocket")):
         rgb = load_photo(name)
         mask = (rgb.mean(2) > 110).astype(np.uint8) * 255
         alpha = mask if name == "rocket" else None
-        items.append((name, rgb, mask, i >= 2, alpha))
+        items.append((name, rgb, None if name in unlabelled else mask, i >= 2, alpha))
     return build_pack(side, items, "stand-in")
 
 
@@ -120,6 +120,20 @@ def test_a_pack_round_trips_through_its_file(tmp_path: Path) -> None:
     assert np.abs(back.images.astype(int) - pack.images).mean() < 4  # JPEG at 90
     assert list(back.alphas) == [3]
     np.testing.assert_array_equal(back.alphas[3], pack.alphas[3])
+    assert back.labelled.all()
+
+
+def test_a_pack_can_carry_photos_for_a_teacher_elsewhere(tmp_path: Path) -> None:
+    pack = _pack(unlabelled=("astronaut", "coffee"))
+    save_pack(pack, tmp_path / "pack.npz")
+    back = load_pack(tmp_path / "pack.npz")
+    np.testing.assert_array_equal(back.labelled, [False, False, True, True])
+    teacher = CountingTeacher()
+    assert label_pack(back, teacher, "gpu-teacher", batch=1) == 2
+    assert teacher.seen == 2 and back.labelled.all()
+    np.testing.assert_array_equal(back.masks[0], teacher([back.images[0]])[0])
+    assert back.teacher == "stand-in; 2 labelled later by gpu-teacher"
+    assert label_pack(back, teacher, "gpu-teacher") == 0  # nothing left
 
 
 def test_augmentations_move_photo_and_mask_together() -> None:
@@ -191,3 +205,16 @@ def test_the_recipe_runs_from_one_command(folder: Path, tmp_path: Path, weights:
     rerun = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=500)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "teacher ran on 0 photos; 5 labels came from the cache" in rerun.stdout
+
+    # The GPU box's way: a pack of unlabelled photos made here, labelled where it is trained.
+    deferred = [*args, "--defer-labels", "--pack-only", "--labels", str(tmp_path / "none")]
+    deferred[deferred.index(str(out))] = str(tmp_path / "here")
+    packed = subprocess.run(deferred, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    assert "5 photos packed unlabelled" in packed.stdout
+    there = [*args[:3], "--pack", str(tmp_path / "here" / "pack.npz"), *args[7:]]
+    there[there.index(str(out))] = str(tmp_path / "there")
+    trained = subprocess.run(there, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "labelled 5 photos of the pack with isnet-general-use-" in trained.stdout
+    assert load_pack(tmp_path / "there" / "pack.npz").labelled.all()

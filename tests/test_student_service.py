@@ -51,4 +51,4 @@ def test_worker_serves_jobs_with_the_student(stack: Stack, photos: dict[str, byt
             expected = segmenter.predict([torch.from_numpy(image).permute(2, 0, 1)])[0][0]
         expected_u8 = (expected.clamp(0, 1) * 255).round().to(torch.uint8).numpy().astype(int)
         assert np.abs(mask - expected_u8).max() <= 1
-        assert mask.std() > 20, "the trained student's mask should not be flat"
+        assert mask.std() > 5, "the trained student's mask should not be flat (random: 0.04)"

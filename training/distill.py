@@ -6,7 +6,9 @@ photos to a student checkpoint and its report.
    ``--teacher-engine``); labels are cached by content hash (``--labels``, default
    ``OUT/labels``), so a rerun or a grown folder labels only new photos.
 3. Pack photos and labels as compact arrays (``OUT/pack.npz``; ``--pack FILE`` trains from a
-   pack made elsewhere instead, with no teacher at all: how a GPU box without the photos runs).
+   pack made elsewhere instead: how a GPU box without the photos runs). ``--defer-labels``
+   packs the photos the cache has no label for unlabelled, and a run from that pack labels
+   them first with the teacher it finds (at the pack's side): where a CPU labels too slowly.
 4. Train the student (resumes from ``OUT/last.safetensors``).
 5. Export the best held-out model as ``OUT/<model>.safetensors`` (fp16) with its sha256, and
    evaluate it (``training.evaluate``) into ``OUT/report.json``.
@@ -21,12 +23,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 from training.checkpoint import export_student
 from training.evaluate import evaluate_pack
 from training.labels import TeacherLabels, segmenter_teacher
-from training.pack import Pack, build_pack, load_pack, save_pack
+from training.pack import Pack, build_pack, label_pack, load_pack, save_pack
 from training.photos import Photo, list_photos, split_holdout
 from training.train import BEST, TrainSettings, train
 from workers.models import build_model
@@ -68,17 +72,20 @@ def label_and_pack(args: argparse.Namespace) -> Pack:
     print(
         f"{len(train_photos)} training photos, {len(held)} held out, {len(composites)} composites"
     )
-    bar = tqdm(total=len(everything), unit="photo", desc="teacher labels")
-    masks = labels.labels([p for p, _ in everything], bar.update)
-    bar.close()
-    print(f"teacher ran on {labels.runs} photos; {labels.hits} labels came from the cache")
+    masks: list[np.ndarray | None]
+    if args.defer_labels:
+        masks = [labels.cached(p) for p, _ in everything]
+        print(f"{sum(m is None for m in masks)} photos packed unlabelled (--defer-labels)")
+    else:
+        bar = tqdm(total=len(everything), unit="photo", desc="teacher labels")
+        masks = list(labels.labels([p for p, _ in everything], bar.update))
+        bar.close()
+        print(f"teacher ran on {labels.runs} photos; {labels.hits} labels came from the cache")
     items = []
     for (photo, holdout), mask in zip(everything, masks, strict=True):
         alpha = None
         if photo.alpha_path.is_file():
-            from PIL import Image
-
-            alpha = __import__("numpy").asarray(Image.open(photo.alpha_path).convert("L"))
+            alpha = np.asarray(Image.open(photo.alpha_path).convert("L"))
         items.append((photo.path.name, photo.read(), mask, holdout, alpha))
     side = args.pack_side or round(TrainSettings(args.model, args.size).size() * 1.25)
     return build_pack(side, items, labels.tag)
@@ -97,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="teacher batch size")
     parser.add_argument("--pack-side", type=int, help="packed square side (default 1.25x input)")
     parser.add_argument("--pack-only", action="store_true", help="stop after writing the pack")
+    parser.add_argument(
+        "--defer-labels", action="store_true", help="pack uncached photos unlabelled"
+    )
     parser.add_argument("--model", default=TrainSettings.model)
     parser.add_argument("--size", type=int, default=0, help="training input (default: model's)")
     parser.add_argument("--steps", type=int, default=TrainSettings.steps)
@@ -117,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if args.pack:
         pack = load_pack(args.pack)
+        if not pack.labelled.all():
+            labels = teacher_labels(args.out / "labels", args.teacher_engine, args.batch)
+            done = label_pack(pack, labels.teacher, labels.tag, max(args.batch, 16))
+            save_pack(pack, args.out / "pack.npz")
+            print(f"labelled {done} photos of the pack with {labels.tag}")
     else:
         pack = label_and_pack(args)
         size = save_pack(pack, args.out / "pack.npz")

@@ -48,6 +48,11 @@ class TeacherLabels:
     def path(self, photo: Photo) -> Path:
         return self.cache_dir / self.tag / photo.digest[:2] / f"{photo.digest}.png"
 
+    def cached(self, photo: Photo) -> np.ndarray | None:
+        """The photo's label if the cache has it (the teacher is not run)."""
+        path = self.path(photo)
+        return np.asarray(Image.open(path)) if path.is_file() else None
+
     def labels(
         self, photos: Sequence[Photo], progress: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:

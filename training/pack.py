@@ -4,14 +4,16 @@ side, in one ``.npz`` file (no pickle) that travels to a GPU box which has no te
 Photos are squashed to ``side``×``side`` as the worker squashes them to the model's input
 (the aspect is not kept), with some margin over the training input so crops keep detail.
 On disk the photos are JPEG and the masks PNG, concatenated with their offsets; in memory
-they are plain uint8 arrays. A held-out composite keeps its true alpha too.
+they are plain uint8 arrays. A held-out composite keeps its true alpha too. A photo may travel
+unlabelled (``labelled`` False: its mask is empty) for a teacher on the GPU box to label
+(``label_pack``), where labelling here would take too long.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ class Pack:
     masks: np.ndarray  # N×S×S uint8: the teacher's soft masks
     holdout: np.ndarray  # N bool
     names: list[str]
+    labelled: np.ndarray  # N bool: False where the mask is still to come from a teacher
     # Index → S×S uint8 true alpha (held-out composites only).
     alphas: dict[int, np.ndarray] = field(default_factory=dict)
     teacher: str = ""  # the teacher labels' tag
@@ -48,24 +51,23 @@ def squash(array: np.ndarray, side: int) -> np.ndarray:
 
 def build_pack(
     side: int,
-    items: Sequence[tuple[str, np.ndarray, np.ndarray, bool, np.ndarray | None]],
+    items: Sequence[tuple[str, np.ndarray, np.ndarray | None, bool, np.ndarray | None]],
     teacher: str,
 ) -> Pack:
-    """``items``: (name, RGB photo, teacher mask, held out, true alpha or None)."""
+    """``items``: (name, RGB photo, teacher mask or None, held out, true alpha or None)."""
     n = len(items)
     pack = Pack(
         images=np.empty((n, side, side, 3), np.uint8),
-        masks=np.empty((n, side, side), np.uint8),
+        masks=np.zeros((n, side, side), np.uint8),
         holdout=np.zeros(n, bool),
         names=[],
+        labelled=np.zeros(n, bool),
         teacher=teacher,
     )
     for i, (name, rgb, mask, holdout, alpha) in enumerate(items):
-        pack.images[i], pack.masks[i], pack.holdout[i] = (
-            squash(rgb, side),
-            squash(mask, side),
-            holdout,
-        )
+        pack.images[i], pack.holdout[i] = squash(rgb, side), holdout
+        if mask is not None:
+            pack.masks[i], pack.labelled[i] = squash(mask, side), True
         pack.names.append(name)
         if alpha is not None:
             pack.alphas[i] = squash(alpha, side)
@@ -102,6 +104,7 @@ def save_pack(pack: Pack, path: Path, quality: int = 90) -> int:
             alphas=alphas,
             alpha_offsets=alpha_offsets,
             holdout=pack.holdout,
+            labelled=pack.labelled,
             names=np.array(pack.names, dtype=str),
             meta=np.array(json.dumps(meta)),
         )
@@ -127,6 +130,25 @@ def load_pack(path: Path) -> Pack:
             masks=np.stack(blobs("pngs")),
             holdout=data["holdout"].astype(bool),
             names=[str(n) for n in data["names"]],
+            labelled=data["labelled"].astype(bool),
             alphas=dict(zip(alpha_index, blobs("alphas"), strict=True)),
             teacher=meta["teacher"],
         )
+
+
+def label_pack(
+    pack: Pack,
+    teacher: Callable[[Sequence[np.ndarray]], list[np.ndarray]],
+    tag: str,
+    batch: int = 16,
+) -> int:
+    """Label the pack's unlabelled photos with ``teacher`` (on the squashed photos, so at the
+    pack's side); returns how many it labelled."""
+    todo = np.flatnonzero(~pack.labelled)
+    for start in range(0, len(todo), batch):
+        chunk = todo[start : start + batch]
+        for i, mask in zip(chunk, teacher([pack.images[i] for i in chunk]), strict=True):
+            pack.masks[i], pack.labelled[i] = mask, True
+    if len(todo):
+        pack.teacher = f"{pack.teacher}; {len(todo)} labelled later by {tag}"
+    return len(todo)
