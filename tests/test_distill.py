@@ -128,6 +128,7 @@ def test_a_pack_can_carry_photos_for_a_teacher_elsewhere(tmp_path: Path) -> None
     save_pack(pack, tmp_path / "pack.npz")
     back = load_pack(tmp_path / "pack.npz")
     np.testing.assert_array_equal(back.labelled, [False, False, True, True])
+    assert list(back.split(False)) == [] and list(back.split(True)) == [2, 3]  # none to train on
     teacher = CountingTeacher()
     assert label_pack(back, teacher, "gpu-teacher", batch=1) == 2
     assert teacher.seen == 2 and back.labelled.all()

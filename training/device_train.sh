@@ -2,10 +2,12 @@
 # The student's GPU run: train from a carried pack, time it against IS-Net, bring it back.
 # Called by bench/device_run.sh (step 8) or alone, on a box with no teacher photos and no network:
 #
-#   python -m training.distill --photos DIR --out OUT --pack-only --pack-side 480   # here
+#   python -m training.distill --photos DIR --out OUT --pack-only --pack-side 448 --defer-labels
 #   cp OUT/pack.npz .carry/student-pack.npz                  # carried (.carry/ is ignored)
 #   bash training/device_train.sh [SECONDS]                  # there (default 540)
 #
+# Photos packed unlabelled are labelled first by IS-Net from $CUTOUT_MODEL_DIR (device_run.sh
+# unpacks the carried weights there) on `half`.
 # Trains for what SECONDS leaves after the benchmark's reserve (the learning rate anneals by
 # the clock), evaluates on the pack's held-out photos and composites, exports the fp16 student,
 # then times the student and IS-Net (eager and half, batch 1 and 32) on this GPU.

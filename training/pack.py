@@ -40,7 +40,8 @@ class Pack:
         return len(self.names)
 
     def split(self, holdout: bool) -> np.ndarray:
-        return np.flatnonzero(self.holdout == holdout)
+        """Indices of the labelled training (or held-out) photos."""
+        return np.flatnonzero((self.holdout == holdout) & self.labelled)
 
 
 def squash(array: np.ndarray, side: int) -> np.ndarray:

@@ -180,6 +180,8 @@ def train(
             )
         log(f"resuming from step {state['step']} ({out / LAST})")
     dataset = AugmentedPack(pack, PhonePhotoAugment(size), settings.seed)
+    if not len(dataset):
+        raise ValueError("the pack has no labelled training photos")
     loader = DataLoader(
         dataset,
         batch_size=settings.batch_size,
