@@ -114,21 +114,26 @@ def table(rows: list[Row], fastest: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.student", description=__doc__)
     parser.add_argument("--checkpoint", type=Path, help="the student's weights")
-    parser.add_argument("--model", default="cutout-student")
+    parser.add_argument("--models", default="cutout-student", help="comma list of students")
     parser.add_argument("--engines", help="comma list (default: CPU eager,half,onnxruntime,int8)")
     parser.add_argument("--batches", default="1")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, help="torch threads (1 on a busy machine: two spin on each other)"
+    )
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     base = replace(WorkerSettings.from_env(), adaptive_queue_depth=0)
     device = torch.device(base.torch_device())
     default = "eager,half" if device.type == "cuda" else "eager,half,onnxruntime,int8"
     engines = (args.engines or default).split(",")
     batches = [int(b) for b in args.batches.split(",")]
-    student = replace(base, model=args.model, checkpoint=args.checkpoint)
-    if args.checkpoint is None:
-        student = replace(student, checkpoint=_random_student(args.model, base.model_dir))
-    teacher = replace(base, model=TEACHER, checkpoint=None)
-    rows, skipped = build_rows({TEACHER: teacher, args.model: student}, engines, batches)
+    models = {TEACHER: replace(base, model=TEACHER, checkpoint=None)}
+    for name in args.models.split(","):
+        weights = args.checkpoint or _random_student(name, base.model_dir)
+        models[name] = replace(base, model=name, checkpoint=weights)
+    rows, skipped = build_rows(models, engines, batches)
     time_rows(rows, args.repeats)
     fastest = "half" if device.type == "cuda" else "int8"
     print(

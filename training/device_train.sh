@@ -36,5 +36,6 @@ left=$((budget - ($(date +%s) - began) - 5))
 ((left > 20)) || left=20
 CUTOUT_DEVICE=cuda timeout "$left" python3 -m bench.student \
   --checkpoint "$dest/cutout-student.safetensors" --batches 1,32 --engines eager,half \
+  --models cutout-student,cutout-student-256 \
   >"$dest/speed.md" 2>>"$dest/train.log"
 echo "speed exit $? after $(($(date +%s) - began)) s" | tee -a "$dest/train.log"
