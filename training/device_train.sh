@@ -2,7 +2,7 @@
 # The student's GPU run: train from a carried pack, time it against IS-Net, bring it back.
 # Called by bench/device_run.sh (step 8) or alone, on a box with no teacher photos and no network:
 #
-#   python -m training.distill --photos DIR --out OUT --pack-only --pack-side 448 --defer-labels
+#   python -m training.distill --photos DIR --out OUT --pack-only --pack-side 416 --pack-quality 80 --defer-labels
 #   cp OUT/pack.npz .carry/student-pack.npz                  # carried (.carry/ is ignored)
 #   bash training/device_train.sh [SECONDS]                  # there (default 540)
 #

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-engine", default="half", help="engine the teacher runs on")
     parser.add_argument("--batch", type=int, default=1, help="teacher batch size")
     parser.add_argument("--pack-side", type=int, help="packed square side (default 1.25x input)")
+    parser.add_argument("--pack-quality", type=int, default=90, help="JPEG quality in the pack")
     parser.add_argument("--pack-only", action="store_true", help="stop after writing the pack")
     parser.add_argument(
         "--defer-labels", action="store_true", help="pack uncached photos unlabelled"
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"labelled {done} photos of the pack with {labels.tag}")
     else:
         pack = label_and_pack(args)
-        size = save_pack(pack, args.out / "pack.npz")
+        size = save_pack(pack, args.out / "pack.npz", args.pack_quality)
         print(f"wrote {args.out / 'pack.npz'}: {len(pack)} photos, {size / 1e6:.1f} MB")
     if args.pack_only:
         return 0
