@@ -106,11 +106,8 @@ HOLDOUT_PERCENT = 15
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def fetch_package(pkg: DebianPackage, debs: Path, into: Path) -> Path:

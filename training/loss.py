@@ -48,15 +48,16 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor) -> dict[str, torc
 
 def distillation_loss(
     side_logits: Sequence[torch.Tensor], target: torch.Tensor
-) -> tuple[torch.Tensor, dict[str, float]]:
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``side_logits``: finest first (``Student.side_logits``); ``target``: B×1×H×W soft mask
-    in [0, 1] at the finest side's size or larger. Returns the loss and its parts (floats)."""
+    in [0, 1] at the finest side's size or larger. Returns the loss and the finest side's
+    parts (detached tensors: reading them waits for the device)."""
     total = target.new_zeros(())
-    parts: dict[str, float] = {}
+    parts: dict[str, torch.Tensor] = {}
     for index, (weight, logits) in enumerate(zip(SIDE_WEIGHTS, side_logits, strict=True)):
         t = F.interpolate(target, size=logits.shape[-2:], mode="area")
         terms = structure_loss(logits, t)
         total = total + weight * (terms["bce"] + terms["iou"])
         if index == 0:  # the finest side: the one inference uses
-            parts = {k: float(v.detach()) for k, v in terms.items()}
+            parts = {k: v.detach() for k, v in terms.items()}
     return total, parts

@@ -53,9 +53,9 @@ class TrainSettings:
 
 
 class AugmentedPack(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """The pack's training photos, each drawn through fresh augmentations: uint8 3×S×S photo
-    and float 1×S×S soft mask in [0, 1]. ``epoch`` seeds the draws with the index, so a resumed
-    run sees the same samples it would have seen."""
+    """The pack's labelled training photos, each drawn through fresh augmentations: uint8
+    3×S×S photo and float 1×S×S soft mask in [0, 1]. The draws are seeded by ``epoch`` and
+    index, so a run is reproducible with its data-loading workers in any order."""
 
     def __init__(self, pack: Pack, augment: PhonePhotoAugment, seed: int) -> None:
         self.pack, self.augment, self.seed = pack, augment, seed
@@ -221,9 +221,12 @@ def train(
         seen += len(photos)
         done = progress_of(state["step"], state["seconds"], settings) >= 1
         bar.update(1)
-        bar.set_postfix(
-            loss=f"{loss.item():.3f}", bce=f"{parts['bce']:.3f}", iou=f"{parts['iou']:.3f}"
-        )
+        if progress:  # .item() waits for the device: only when someone watches
+            bar.set_postfix(
+                loss=f"{loss.item():.3f}",
+                bce=f"{float(parts['bce']):.3f}",
+                iou=f"{float(parts['iou']):.3f}",
+            )
         if state["step"] % settings.eval_every == 0 or done:
             score = heldout_iou(model, pack, config, size, device)
             state["last_iou"] = score
