@@ -155,8 +155,8 @@ def test_augmentations_move_photo_and_mask_together() -> None:
 
 def test_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
     pack = _pack()
-    settings = TrainSettings(
-        model="cutout-student", input_size=64, steps=2, batch_size=2, eval_every=2, workers=0
+    settings = TrainSettings(  # one data-loading worker: the GPU box's way, living the run
+        model="cutout-student", input_size=64, steps=2, batch_size=2, eval_every=2, workers=1
     )
     lines: list[str] = []
     first = train(pack, tmp_path, settings, torch.device("cpu"), False, lines.append)

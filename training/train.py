@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training.augment import PhonePhotoAugment
 from training.checkpoint import load_training, save_training
@@ -54,19 +54,20 @@ class TrainSettings:
 
 class AugmentedPack(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """The pack's labelled training photos, each drawn through fresh augmentations: uint8
-    3×S×S photo and float 1×S×S soft mask in [0, 1]. The draws are seeded by ``epoch`` and
-    index, so a run is reproducible with its data-loading workers in any order."""
+    3×S×S photo and float 1×S×S soft mask in [0, 1]. Item ``k`` is photo ``k % len`` in epoch
+    ``k // len``, its draws seeded by both: a run is reproducible whichever data-loading
+    worker makes a sample, and the workers can live for the whole run."""
 
     def __init__(self, pack: Pack, augment: PhonePhotoAugment, seed: int) -> None:
         self.pack, self.augment, self.seed = pack, augment, seed
         self.indices = pack.split(False)
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, i])
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = divmod(k, len(self.indices))
+        rng = np.random.default_rng([self.seed, epoch, i])
         j = self.indices[i]
         image, mask = self.augment(self.pack.images[j], self.pack.masks[j], rng)
         photo = torch.from_numpy(image.copy()).permute(2, 0, 1)
@@ -129,11 +130,21 @@ class _NoBar:
     def close(self) -> None: ...
 
 
-def _batches(loader: DataLoader, dataset: AugmentedPack, epoch: int) -> Iterator[Any]:
-    while True:
-        dataset.epoch = epoch
-        yield from loader
-        epoch += 1
+class Epochs(Sampler[int]):
+    """Endless epochs from ``start``, each a fresh permutation seeded by the epoch, yielded as
+    ``AugmentedPack`` items (``epoch * n + photo``)."""
+
+    def __init__(self, n: int, seed: int, start: int = 0) -> None:
+        self.n, self.seed, self.start = n, seed, start
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.start
+        while True:
+            order = torch.randperm(
+                self.n, generator=torch.Generator().manual_seed(self.seed + epoch)
+            )
+            yield from (epoch * self.n + int(i) for i in order)
+            epoch += 1
 
 
 def autocast_for(device: torch.device) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
@@ -182,19 +193,18 @@ def train(
     dataset = AugmentedPack(pack, PhonePhotoAugment(size), settings.seed)
     if not len(dataset):
         raise ValueError("the pack has no labelled training photos")
+    # Endless, with workers that live for the run (a GPU step is shorter than forking them).
+    epoch = state["step"] * settings.batch_size // len(dataset)
     loader = DataLoader(
         dataset,
         batch_size=settings.batch_size,
-        shuffle=True,
-        drop_last=len(dataset) >= settings.batch_size,
+        sampler=Epochs(len(dataset), settings.seed, epoch),
         num_workers=settings.workers,
         pin_memory=device.type == "cuda",
-        persistent_workers=False,
-        generator=torch.Generator().manual_seed(settings.seed + state["step"]),
+        persistent_workers=settings.workers > 0,
     )
+    batches = iter(loader)
     autocast, scaler = autocast_for(device)
-    per_epoch = max(1, len(loader))
-    batches = _batches(loader, dataset, state["step"] // per_epoch)
     bar = _progress_bar(settings.steps, state["step"], progress)
     started, seen, before = time.perf_counter(), 0, state["seconds"]
     while progress_of(state["step"], state["seconds"], settings) < 1:
