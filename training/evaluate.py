@@ -35,7 +35,7 @@ MIN_GT_RATIO = 0.95  # student's IoU vs truth / teacher's, on composites
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU at 0.5 of two uint8 masks (0..255) of one size."""
-    return mask_iou(torch.from_numpy(a) / 255, torch.from_numpy(b) / 255)
+    return mask_iou(torch.tensor(a) / 255, torch.tensor(b) / 255)
 
 
 def verdict(
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = teacher_labels(args.labels, args.teacher_engine, 1)
     composites = list_photos(args.composites) if args.composites else []
     report = evaluate_photos(student, labels, list_photos(args.photos), composites)
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0 if report["passed"] else 1
 
 
