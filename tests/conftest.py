@@ -60,6 +60,26 @@ def inspyrenet_swinb_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Pat
     return path
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch on ``n`` threads inside: two intra-op threads spin against each other on a busy
+    2-core machine (a student training step took 10 s instead of 0.5 s; DEVELOPERS.md)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def student_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A cutout student trained for 40 steps at 64 px on a stand-in teacher's masks (the bright
@@ -79,12 +99,8 @@ def student_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         items.append((name, rgb, mask, name == "astronaut", None))
     out = tmp_path_factory.mktemp("student")
     settings = TrainSettings(input_size=64, steps=40, batch_size=4, eval_every=40, workers=0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads spin against each other on a busy 2-core machine
-    try:
+    with torch_threads(1):
         train(build_pack(96, items, "stand-in"), out, settings, torch.device("cpu"), False, str)
-    finally:
-        torch.set_num_threads(threads)
     return out / BEST
 
 

@@ -3,7 +3,6 @@ training step that lowers the distillation loss."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,7 @@ from workers.models.student import STUDENT_VARIANTS, Student
 STUDENTS = [f"cutout-{name}" for name in STUDENT_VARIANTS]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Two intra-op threads on a busy 2-core machine spin against each other (DEVELOPERS.md):
-    a training step took 10 s instead of 0.5 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("name", STUDENTS)

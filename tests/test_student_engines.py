@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import torch_threads
 from workers.calibrate import calibrate_int8
 from workers.engines.gate import GateRun, run_gate
 from workers.photos import CALIBRATION_PHOTOS, GATE_PHOTOS, load_photo, load_photos
@@ -26,10 +27,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # see tests/test_student.py
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(1):  # before the module's gate fixture, which a function one is not
+        yield
 
 
 @pytest.fixture(scope="module")
