@@ -41,7 +41,7 @@ browser:
 # Local use: API keys off unless the caller sets CUTOUT_AUTH=on (and CUTOUT_API_KEYS).
 run: export CUTOUT_AUTH ?= off
 run: weights
-	$(PY) -m storage.redis_server ensure "$(CUTOUT_REDIS_URL)"
+	$(PY) -m devtools.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
 	@if [ "$$CUTOUT_AUTH" = "off" ]; then \
 	  echo "  !!! API KEYS ARE OFF (CUTOUT_AUTH=off): anyone who reaches :8000 can submit and"; \

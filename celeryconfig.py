@@ -5,6 +5,9 @@ Queues: ``gpu`` for segmentation batches, ``io`` for everything that only waits 
 
 import os
 
+from contract import batching
+from jobs.queue import CLEANUP_TASK, GPU_QUEUE, IO_QUEUE, SEGMENT_TASK, WEBHOOK_TASK
+
 broker_url = os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")
 result_backend = broker_url
 result_expires = 24 * 3600
@@ -13,11 +16,11 @@ task_serializer = "json"
 result_serializer = "json"
 accept_content = ["json"]
 
-task_default_queue = "io"
+task_default_queue = IO_QUEUE
 task_routes = {
-    "cutout.segment": {"queue": "gpu"},
-    "cutout.cleanup": {"queue": "io"},
-    "cutout.webhook": {"queue": "io"},
+    SEGMENT_TASK: {"queue": GPU_QUEUE},
+    CLEANUP_TASK: {"queue": IO_QUEUE},
+    WEBHOOK_TASK: {"queue": IO_QUEUE},
 }
 
 # A killed worker's jobs go back to the queue; a job is acknowledged only once recorded.
@@ -31,7 +34,7 @@ broker_transport_options = {
 # Micro-batching: flush after this many jobs or this many seconds, whichever comes first. A
 # lone job waits the whole interval; under a backlog batches fill by count whatever it is
 # (bench/RESULTS.md, "Worker pipeline": what was measured here and what is argued for a GPU).
-cutout_flush_every = int(os.environ.get("CUTOUT_FLUSH_EVERY", 8))
+cutout_flush_every = batching.flush_every(os.environ)
 cutout_flush_interval = float(os.environ.get("CUTOUT_FLUSH_INTERVAL", 0.02))
 # Batches in flight in a gpu worker (its thread pool; the gpu commands set no --concurrency):
 # one on the device while the next decodes and the last encodes and stores. The device stage
@@ -53,7 +56,7 @@ broker_connection_retry_on_startup = True
 cutout_cleanup_interval = float(os.environ.get("CUTOUT_CLEANUP_INTERVAL", 300))
 beat_schedule = {
     "cutout-cleanup": {
-        "task": "cutout.cleanup",
+        "task": CLEANUP_TASK,
         "schedule": cutout_cleanup_interval,
         # A run no worker took before the next one is due is dropped, not piled up.
         "options": {"expires": cutout_cleanup_interval},

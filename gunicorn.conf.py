@@ -2,13 +2,13 @@
 
 JSON log lines (level from ``CUTOUT_LOG_LEVEL``) and Prometheus multiprocess mode: the master
 empties (or creates) the metrics directory before it forks the workers, and drops the files of
-a worker that exits. See tasks/metrics_dir.py.
+a worker that exits. See observability/metrics_dir.py.
 """
 
 import os
 import shutil
 
-from tasks import logs, metrics_dir
+from observability import logs, metrics_dir
 
 logconfig_dict = logs.gunicorn_logconfig(logs.log_level())
 

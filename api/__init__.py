@@ -10,8 +10,9 @@ from flask import Flask
 from api.errors import register_error_handlers
 from api.services import build_services
 from api.uploads import InMemoryUploadRequest
+from jobs.queue import GPU_QUEUE
+from jobs.webhooks.settings import WebhookSettings
 from storage.settings import StorageSettings
-from storage.webhooks import WebhookSettings
 
 DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 25 * 1024 * 1024,
@@ -26,7 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "API_KEYS": {},  # sha256 hex of a key → its name, which owns the key's jobs
     "RATE_LIMIT_SUBMIT": "120 per minute",  # per key (per address with auth off)
     "RATE_LIMIT_READ": "1200 per minute",
-    "BACKPRESSURE_QUEUE": "gpu",
+    "BACKPRESSURE_QUEUE": GPU_QUEUE,
     "MAX_QUEUE_DEPTH": 1000,  # jobs waiting there before submits the cache cannot answer get 503
     "QUEUE_RETRY_AFTER": 30,  # seconds, in the 503's Retry-After
     "WEBHOOKS": None,  # WebhookSettings; from the environment when None
@@ -53,9 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     storage = app.config["STORAGE"] or StorageSettings.from_env()
     app.config["WEBHOOKS"] = app.config["WEBHOOKS"] or WebhookSettings.from_env()
-    app.extensions["cutout"] = build_services(
-        storage, app.config["MODEL_ID"], app.config["ENQUEUE"], app.config["NOTIFY"]
-    )
+    app.extensions["cutout"] = build_services(storage, app.config["ENQUEUE"], app.config["NOTIFY"])
 
     from api import cancel, demo, files, health, jobs, metrics, openapi
 

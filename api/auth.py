@@ -14,6 +14,7 @@ from flask import Flask, current_app, g, request
 from api.api_keys import hash_key, parse_keys
 from api.errors import ApiError
 from api.services import services
+from jobs.record import JobRecord
 
 PROTECTED_BLUEPRINTS = frozenset({"jobs", "cancel"})
 
@@ -53,10 +54,10 @@ def current_owner() -> str | None:
     return g.get("owner")
 
 
-def owned_job(job_id: str) -> dict[str, Any]:
+def owned_job(job_id: str) -> JobRecord:
     """The caller's job, or 404 whether it is unknown, expired or someone else's."""
     record = services().jobs.get(job_id)
-    if record is None or record.get("owner") != current_owner():
+    if record is None or record.owner != current_owner():
         raise ApiError(404, "job_not_found", f"no job {job_id!r} (it may have expired)")
     return record
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from api.services import services
+from jobs.queue import GPU_QUEUE
 
 bp = Blueprint("health", __name__)
 
@@ -21,7 +22,7 @@ def readyz():  # type: ignore[no-untyped-def]
     try:
         svc.redis.ping()
         checks["redis"] = "ok"
-        workers = svc.heartbeats.alive("gpu")
+        workers = svc.heartbeats.alive(GPU_QUEUE)
         checks["gpu_workers"] = len(workers)
     except Exception as exc:
         checks["redis"] = f"unreachable: {exc}"

@@ -18,6 +18,7 @@ from flask import request
 from api.auth import current_owner
 from api.errors import ApiError
 from api.services import services
+from jobs.record import JobRecord
 
 HEADER = "Idempotency-Key"
 TTL_SECONDS = 24 * 3600
@@ -44,7 +45,7 @@ def _key() -> str | None:
     return key
 
 
-def idempotent(request_fingerprint: str, submit: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def idempotent(request_fingerprint: str, submit: Callable[[], JobRecord]) -> JobRecord:
     """``submit()`` once per key; a repeat answers the job the first request made."""
     key = _key()
     if key is None:
@@ -66,7 +67,7 @@ def idempotent(request_fingerprint: str, submit: Callable[[], dict[str, Any]]) -
                 raise
             svc.redis.set(
                 slot,
-                json.dumps({"fingerprint": request_fingerprint, "job_id": record["id"]}),
+                json.dumps({"fingerprint": request_fingerprint, "job_id": record.id}),
                 keepttl=True,
             )
             return record

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
@@ -13,11 +13,11 @@ from api.idempotency import fingerprint, idempotent
 from api.limits import refuse_when_queue_is_full
 from api.rendering import render_job
 from api.services import services
-from api.submission import submit
 from api.uploads import parse_options, read_image
 from api.webhook_url import parse_webhook
-from storage.jobs import TERMINAL
-from tasks import metrics
+from jobs.record import JobError, JobRecord
+from jobs.submission import new_record, submit
+from observability import metrics
 
 bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
 log = logging.getLogger("cutout.api")
@@ -25,15 +25,16 @@ log = logging.getLogger("cutout.api")
 MAX_WAIT_SECONDS = 120.0
 
 
-def _submit_from_request() -> dict[str, Any]:
+def _submit_from_request() -> JobRecord:
     data, info = read_image(request.files)
     options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"])
     webhook = parse_webhook(request.form)
-    extra = {"owner": current_owner(), "webhook": webhook}
 
-    def queue() -> dict[str, Any]:
+    def queue() -> JobRecord:
+        model_id = current_app.config["MODEL_ID"]
+        record = new_record(model_id, data, info, options, current_owner(), webhook)
         try:
-            record = submit(services(), data, info, options, extra, refuse_when_queue_is_full)
+            record = submit(services(), record, data, refuse_when_queue_is_full)
         except ApiError:
             raise
         except Exception as exc:
@@ -42,24 +43,25 @@ def _submit_from_request() -> dict[str, Any]:
             raise ApiError(
                 503, "queue_unavailable", "the job queue is unavailable; retry later"
             ) from exc
-        if record["status"] not in TERMINAL:  # a hit was counted as it ended (succeeded)
+        if not record.ended:  # a hit was counted as it ended (succeeded)
             metrics.JOBS.labels(status="queued").inc()
+        upload = dataclasses.asdict(record.input) if record.input else None
         log.info(
             "job %s %s",
-            record["id"],
-            record["status"],
-            extra={"stage": "submitted", "job_id": record["id"], "input": record["input"]},
+            record.id,
+            record.status,
+            extra={"stage": "submitted", "job_id": record.id, "input": upload},
         )
         return record
 
-    same = {"options": options.as_dict(), "webhook_url": webhook and webhook["url"]}
+    same = {"options": options.as_dict(), "webhook_url": webhook and webhook.url}
     return idempotent(fingerprint(data, same), queue)
 
 
-def _accepted(record: dict[str, Any], status: int = 202):  # type: ignore[no-untyped-def]
+def _accepted(record: JobRecord, status: int = 202):  # type: ignore[no-untyped-def]
     response = jsonify(render_job(record, services().store))
     response.status_code = status
-    response.headers["Location"] = url_for("jobs.get_job", job_id=record["id"])
+    response.headers["Location"] = url_for("jobs.get_job", job_id=record.id)
     return response
 
 
@@ -67,7 +69,7 @@ def _accepted(record: dict[str, Any], status: int = 202):  # type: ignore[no-unt
 def create_job():  # type: ignore[no-untyped-def]
     """``202`` with the queued job, or ``200`` with the finished one when the cache had it."""
     record = _submit_from_request()
-    return _accepted(record, 200 if record["status"] == "succeeded" else 202)
+    return _accepted(record, 200 if record.status == "succeeded" else 202)
 
 
 @bp.get("/jobs/<job_id>")
@@ -94,14 +96,14 @@ def process_with_effects():  # type: ignore[no-untyped-def]
     """Submit and wait (bounded) for the same kind of job; for clients of the old service."""
     timeout = _parse_timeout(request.form.get("timeout"))
     record = _submit_from_request()
-    finished = services().jobs.wait(record["id"], timeout) or record
+    finished = services().jobs.wait(record.id, timeout) or record
     body = render_job(finished, services().store)
-    if finished["status"] == "succeeded":
+    if finished.status == "succeeded":
         return jsonify(body)
-    if finished["status"] in ("queued", "processing"):
+    if finished.status in ("queued", "processing"):
         return _accepted(finished)
-    if finished["status"] == "canceled":  # by a DELETE while this request waited
+    if finished.status == "canceled":  # by a DELETE while this request waited
         return jsonify(error_body("job_canceled", "the job was canceled", job=body)), 409
-    error = finished.get("error") or {"code": "failed", "message": "the job failed"}
-    status = 422 if error["code"] == "invalid_image" else 500
-    return jsonify(error_body(error["code"], error["message"], job=body)), status
+    error = finished.error or JobError("failed", "the job failed")
+    status = 422 if error.code == "invalid_image" else 500
+    return jsonify(error_body(error.code, error.message, job=body)), status

@@ -46,9 +46,9 @@ def refuse_when_queue_is_full() -> None:
     """Raises ``503 queue_full`` when the ``gpu`` queue is too deep for another job.
 
     Called by the submit path once the upload is read and the cache has no full answer for
-    it, so a full queue still answers cache hits (see ``api.submission.submit``)."""
+    it, so a full queue still answers cache hits (see ``jobs.submission.submit``)."""
     queue = current_app.config["BACKPRESSURE_QUEUE"]
-    depth = int(services().redis.llen(queue))  # type: ignore[arg-type]
+    depth = services().queue.depth(queue)
     if depth > current_app.config["MAX_QUEUE_DEPTH"]:
         raise ApiError(
             503,

@@ -13,11 +13,11 @@ import time
 from flask import Blueprint, Flask, Response, current_app, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.services import Services
-from tasks import metrics
-from tasks.app import create_celery
-from tasks.exposition import build_registry
-from tasks.queue_stats import BrokerQueues, QueueCollector, configured_queues
+from jobs.queue import WaitingJobs, configured_queues
+from jobs.services import JobServices
+from observability import metrics
+from observability.exposition import build_registry
+from observability.queue_stats import QueueCollector
 
 bp = Blueprint("metrics", __name__)
 log = logging.getLogger("cutout.api")
@@ -73,11 +73,10 @@ def _error_code(response: Response) -> str | None:
     return error.get("code") if isinstance(error, dict) else None
 
 
-def instrument(app: Flask, svc: Services) -> None:
+def instrument(app: Flask, svc: JobServices) -> None:
     """Measure every request and serve ``/metrics`` (with the broker's queues)."""
-    conf = create_celery().conf
-    queues = BrokerQueues(svc.redis, conf.broker_transport_options)
-    collector = QueueCollector(queues, configured_queues(conf), svc.jobs)
+    waiting = WaitingJobs(svc.queue.broker, svc.jobs)
+    collector = QueueCollector(waiting, configured_queues(svc.queue.producer.conf))
     app.extensions["cutout.metrics"] = build_registry(collector)
     metrics.initialise_series()
     app.before_request(_started)

@@ -11,8 +11,8 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from api.uploads import MAX_OUTPUT_SIDE
-from storage.public_job import PUBLIC_FIELDS, WEBHOOK_FIELDS
-from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
+from jobs.public import PUBLIC_FIELDS, WEBHOOK_FIELDS
 
 bp = Blueprint("openapi", __name__)
 

@@ -1,4 +1,4 @@
-"""The public shape of a job record in an answer (see ``storage.public_job``)."""
+"""The public shape of a job record in an answer (see ``jobs.public``)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from typing import Any
 
 from flask import request
 
+from jobs.public import public_job
+from jobs.record import JobRecord
 from storage import ObjectStore
-from storage.public_job import public_job
 
 
-def render_job(record: dict[str, Any], store: ObjectStore) -> dict[str, Any]:
+def render_job(record: JobRecord, store: ObjectStore) -> dict[str, Any]:
     return public_job(record, store, request.host_url)

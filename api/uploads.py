@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 from typing import IO
 
 from flask import Request
 from werkzeug.datastructures import FileStorage, MultiDict
 
 from api.errors import ApiError
-from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
-from workers.imageio import ImageInfo, InvalidImage, probe, sniff
-from workers.truncation import truncated
+from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.formats import ImageInfo, InvalidImage, probe, sniff
+from contract.truncation import truncated
+from jobs.record import JobOptions
 
 MAX_PIXELS = 100_000_000
 MIN_SIDE = 16  # below this there is no subject to cut out
@@ -32,18 +32,6 @@ class InMemoryUploadRequest(Request):
         content_length: int | None = None,
     ) -> IO[bytes]:
         return io.BytesIO()
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    effects: tuple[str, ...]
-    max_size: int
-    format: str
-    preview: bool = False  # small previews of the effects first; not part of the content key
-
-    def as_dict(self) -> dict[str, object]:
-        options = {"effects": list(self.effects), "max_size": self.max_size, "format": self.format}
-        return {**options, "preview": True} if self.preview else options
 
 
 def read_image(files: MultiDict[str, FileStorage]) -> tuple[bytes, ImageInfo]:

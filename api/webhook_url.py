@@ -4,21 +4,20 @@ again when it sends, and connects only to the addresses it checked."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import current_app
 from werkzeug.datastructures import MultiDict
 
 from api.errors import ApiError
-from storage.outbound import ForbiddenTarget, InvalidTarget, check_target
-from storage.webhooks import WebhookSettings, new_webhook
+from jobs.record import WebhookState
+from jobs.webhooks.outbound import ForbiddenTarget, InvalidTarget, check_target
+from jobs.webhooks.settings import WebhookSettings
 
 
 def webhook_settings() -> WebhookSettings:
     return current_app.config["WEBHOOKS"]  # type: ignore[no-any-return]
 
 
-def parse_webhook(form: MultiDict[str, str]) -> dict[str, Any] | None:
+def parse_webhook(form: MultiDict[str, str]) -> WebhookState | None:
     """The job's initial webhook state, or None when no ``webhook_url`` was sent."""
     url = form.get("webhook_url", "").strip()
     if not url:
@@ -34,4 +33,4 @@ def parse_webhook(form: MultiDict[str, str]) -> dict[str, Any] | None:
         raise ApiError(400, "invalid_webhook_url", f"webhook_url: {exc}") from None
     except ForbiddenTarget as exc:
         raise ApiError(400, "webhook_url_forbidden", f"webhook_url: {exc}") from None
-    return new_webhook(url)
+    return WebhookState(url)

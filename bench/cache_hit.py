@@ -34,8 +34,8 @@ import redis
 import requests
 from PIL import Image
 
-from storage.heartbeats import Heartbeats
-from storage.redis_server import free_port, start
+from devtools.redis_server import free_port, start
+from jobs.heartbeats import Heartbeats
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_BYTES = 2 * 1024 * 1024

@@ -42,10 +42,10 @@ import torch
 
 import celeryconfig
 from bench.photos import distinct_phone_jpegs
-from storage.jobs import parse_iso
-from storage.redis_server import free_port, start
+from contract.effects import EFFECT_NAMES
+from devtools.redis_server import free_port, start
+from jobs.record import parse_iso
 from tests.conftest import Stack, _stop, run_stack, start_worker, wait_until
-from workers.effect_names import EFFECT_NAMES
 from workers.imageio import decode
 from workers.pipeline import JobInput, Pipeline
 from workers.predictor import Segmenter, load_segmenter

@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 
 from bench.timing import sync
-from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
 from workers.effects import EFFECTS, render
 from workers.imageio import JPEG_QUALITY, decode, encode_mask
 from workers.outputs import codec_for, device_jpeg_encoder, encode_effect

@@ -32,8 +32,8 @@ import torch
 
 from bench.photos import phone_jpeg
 from bench.timing import median_seconds, sync
+from contract.effects import EFFECT_NAMES
 from workers.device_decode import device_jpeg_decoder
-from workers.effect_names import EFFECT_NAMES
 from workers.engines.keys import device_name
 from workers.imageio import decode
 from workers.pipeline import BatchResult, JobInput, Pipeline

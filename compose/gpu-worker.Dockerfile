@@ -1,5 +1,5 @@
 # The GPU worker: CUDA, torch, torch-tensorrt, the IS-Net weights baked in. Also runs the io
-# worker and Flower (both import the task modules, and so torch).
+# worker and Flower (the same code; only the gpu worker loads torch).
 # Build from the repository root: docker build -f compose/gpu-worker.Dockerfile .
 # Unverified: no Docker engine nor NVIDIA GPU was available where this file was written.
 ARG CUDA_IMAGE=nvidia/cuda:13.0.1-cudnn-runtime-ubuntu24.04

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_MAX_SIZE = 2048  # the API's default too

@@ -1,7 +1,8 @@
 """``cutout process``: photos on disk through the worker pipeline, in this process, no server.
 
-The same ``workers.pipeline.Pipeline`` the Celery worker runs does the work, batch by batch;
-this module only finds the photos, skips those already done and writes what comes back.
+The same ``workers.pipeline.Pipeline`` the Celery worker runs, built the same way
+(``workers.build``), does the work, batch by batch; this module only finds the photos, skips
+those already done and writes what comes back.
 """
 
 from __future__ import annotations
@@ -54,19 +55,18 @@ def planned_outputs(out_dir: Path, source: Path, options: ProcessOptions) -> dic
 
 @contextmanager
 def open_pipeline(log: Callable[[str], None]) -> Iterator[Pipeline]:
-    """The worker's pipeline, built from the same settings (``CUTOUT_*``) the worker reads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from workers.pipeline import Pipeline
-    from workers.predictor import load_segmenter
+    """The worker's pipeline, built as the worker builds it (``workers.build``) from the same
+    settings (``CUTOUT_*``)."""
+    from workers.build import build_pipeline
     from workers.settings import WorkerSettings
 
     settings = WorkerSettings.from_env()
     log(f"loading {settings.model}…")
-    segmenter, seconds = load_segmenter(settings)
-    log(f"{settings.model} loaded on {segmenter.device} in {seconds:.1f} s")
-    with ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout") as pool:
-        yield Pipeline(segmenter, pool)
+    built = build_pipeline(settings)
+    device = built.pipeline.segmenter.device
+    log(f"{settings.model} loaded on {device} in {built.load_seconds:.1f} s")
+    with built.pool:
+        yield built.pipeline
 
 
 def process(

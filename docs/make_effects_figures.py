@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from contract.effects import EFFECT_NAMES  # noqa: E402
 from tests.conftest import PHOTO_NAMES, photo_jpeg  # noqa: E402
-from workers.effect_names import EFFECT_NAMES  # noqa: E402
 from workers.effects import render  # noqa: E402
 from workers.imageio import decode  # noqa: E402
 from workers.predictor import load_segmenter  # noqa: E402

@@ -1,6 +1,6 @@
-"""Object storage back ends, the job store and the result cache.
+"""Object storage back ends (local disk, S3/R2) and the content-addressed result cache.
 
-Knows nothing of Flask or Celery.
+Knows nothing of jobs, Flask, Celery or torch.
 """
 
 from __future__ import annotations

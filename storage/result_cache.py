@@ -3,8 +3,8 @@ the jobs now computing outputs for it (so that identical uploads attach instead 
 
 Per content key ``K`` (the upload's bytes, model and options; never the effect set):
 
-- ``<prefix>:cache:K`` — hash, output name (an effect or ``mask``) → JSON output entry
-  (``key``, ``content_type``, ``width``, ``height``, ``bytes``). Entries are only ever added,
+- ``<prefix>:cache:K`` — hash, output name (an effect or ``mask``) → a ``StoredOutput`` as
+  JSON (``key``, ``content_type``, ``width``, ``height``, ``bytes``). Entries are only ever added,
   since the objects they name never change. Expires ``ttl`` seconds after its last hit.
 - ``<prefix>:inflight:K`` — hash, leader job id → JSON ``{"names": [...], "followers": [...]}``:
   a queued or running job computing ``names`` and the jobs waiting for its outputs.
@@ -18,13 +18,36 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
 
-Output = dict[str, Any]
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """One output stored under a content-addressed key, as a job lists it."""
+
+    key: str
+    content_type: str
+    width: int
+    height: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "content_type": self.content_type,
+            "width": self.width,
+            "height": self.height,
+            "bytes": self.bytes,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StoredOutput:
+        return cls(data["key"], data["content_type"], data["width"], data["height"], data["bytes"])
+
 
 # KEYS: cache hash, in-flight hash, in-flight index. ARGV: job id, index member, now, names...
 # Answers {"hit"}, {"follow", leader} or {"lead", missing names as JSON}.
@@ -116,7 +139,7 @@ class ResultCache:
     def _index(self) -> str:
         return f"{self.prefix}:inflight-index"
 
-    def lookup(self, content_key: str, names: Sequence[str]) -> dict[str, Output]:
+    def lookup(self, content_key: str, names: Sequence[str]) -> dict[str, StoredOutput]:
         """The cached outputs among ``names`` (all of them on a full hit); a hit keeps the
         entry alive for another ``ttl``."""
         key = self._cache(content_key)
@@ -124,12 +147,16 @@ class ResultCache:
             pipe.hmget(key, list(names))
             pipe.expire(key, self.ttl)
             found, _ = pipe.execute()
-        return {name: json.loads(raw) for name, raw in zip(names, found, strict=True) if raw}
+        return {
+            name: StoredOutput.from_dict(json.loads(raw))
+            for name, raw in zip(names, found, strict=True)
+            if raw
+        }
 
-    def store(self, content_key: str, outputs: dict[str, Output]) -> None:
+    def store(self, content_key: str, outputs: Mapping[str, StoredOutput]) -> None:
         key = self._cache(content_key)
         with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping={name: json.dumps(out) for name, out in outputs.items()})
+            pipe.hset(key, mapping={name: json.dumps(o.to_dict()) for name, o in outputs.items()})
             pipe.expire(key, self.ttl)
             pipe.execute()
 

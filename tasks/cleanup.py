@@ -7,18 +7,20 @@ import logging
 
 from celery import Task, shared_task
 
-from storage.cleanup import clean_up
-from tasks.resources import StorageResources
+from jobs.cleanup import clean_up
+from jobs.queue import CLEANUP_TASK
+from tasks.resources import JobResources
 
 log = logging.getLogger("cutout.cleanup")
 
 
-class CleanupTask(StorageResources, Task):
+class CleanupTask(JobResources, Task):
     pass
 
 
-@shared_task(base=CleanupTask, bind=True, name="cutout.cleanup")
+@shared_task(base=CleanupTask, bind=True, name=CLEANUP_TASK)
 def cleanup(self: CleanupTask) -> dict[str, int]:
-    report = clean_up(self.dispatcher, self.storage_settings.staging_grace_seconds)
+    svc = self.services
+    report = clean_up(svc.dispatcher, svc.settings.staging_grace_seconds)
     log.info("cleanup: %s", report)
     return dataclasses.asdict(report)

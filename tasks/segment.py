@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from celery_batches import Batches, SimpleRequest
 
-from storage.heartbeats import Heartbeats
-from tasks import metrics
-from tasks.adaptive import AdaptiveQuality
-from tasks.cost import CostMeter
-from tasks.queue_stats import BrokerQueues
-from tasks.resources import StorageResources
-from tasks.run_jobs import JobRunner
+from jobs.adaptive import AdaptiveQuality
+from jobs.queue import GPU_QUEUE, SEGMENT_TASK
+from jobs.runner import JobRunner
+from observability import metrics
+from observability.cost import CostMeter
+from tasks.resources import JobResources
+from workers.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from workers.pipeline import Pipeline
 
 log = logging.getLogger("cutout.segment")
 
 
-class SegmentTask(StorageResources, Batches):
+class SegmentTask(JobResources, Batches):
     """Holds the per-process model, stores and thread pool, built on first use (the worker
     builds them before it takes jobs, so the batches in flight never race to)."""
 
@@ -35,37 +37,38 @@ class SegmentTask(StorageResources, Batches):
         return float(self.app.conf.cutout_flush_interval)
 
     @cached_property
-    def heartbeats(self) -> Heartbeats:
-        return Heartbeats(self.redis, self.storage_settings.key_prefix)
+    def worker_settings(self) -> WorkerSettings:
+        return WorkerSettings.from_env()
+
+    @cached_property
+    def pipeline(self) -> Pipeline:
+        from workers.build import build_pipeline  # torch: only where a batch will run
+
+        built = build_pipeline(self.worker_settings)  # its pool lives as long as the worker
+        seconds, device = built.load_seconds, built.pipeline.segmenter.device
+        log.info("model %s loaded on %s in %.2fs", self.worker_settings.model, device, seconds)
+        metrics.record_cold_start("load", seconds)
+        return built.pipeline
 
     @cached_property
     def runner(self) -> JobRunner:
-        from workers.pipeline import Pipeline
-        from workers.predictor import load_segmenter
-        from workers.settings import WorkerSettings
+        from workers.build import BatchProcessor
 
-        settings = WorkerSettings.from_env()
-        segmenter, seconds = load_segmenter(settings)
-        log.info("model %s loaded on %s in %.2fs", settings.model, segmenter.device, seconds)
-        metrics.record_cold_start("load", seconds)
-        pool = ThreadPoolExecutor(settings.encode_threads or None, thread_name_prefix="cutout-io")
-        queues = BrokerQueues(self.redis, self.app.conf.broker_transport_options)
-        queue = self.app.conf.task_routes[self.name]["queue"]
-        quality = AdaptiveQuality(
-            lambda: queues.depth(queue), settings.adaptive_queue_depth, segmenter.reduced_input
-        )
+        reduced_input = self.pipeline.segmenter.reduced_input
+        threshold = self.worker_settings.adaptive_queue_depth
+        quality = AdaptiveQuality(self.services.queue.depth, threshold, reduced_input)
         if quality.enabled:
             log.info(
                 "adaptive quality: %d px input while over %d jobs wait on %s",
-                segmenter.reduced_input,
-                settings.adaptive_queue_depth,
-                queue,
+                reduced_input,
+                threshold,
+                GPU_QUEUE,
             )
-        pipeline = Pipeline(segmenter, pool)
-        return JobRunner(self.dispatcher, pipeline, CostMeter.from_env(), quality)
+        processor = BatchProcessor(self.pipeline)
+        return JobRunner(self.services.dispatcher, processor, CostMeter.from_env(), quality)
 
 
-@shared_task(base=SegmentTask, bind=True, name="cutout.segment")
+@shared_task(base=SegmentTask, bind=True, name=SEGMENT_TASK)
 def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
     job_ids = [request.args[0] for request in requests]
     batch_id = uuid.uuid4().hex[:12]

@@ -1,33 +1,27 @@
 """The ``io`` queue's webhook task: one delivery attempt per message, the next one scheduled
-as a Celery retry with the delay that ``tasks.webhook_delivery`` decided."""
+as a Celery retry with the delay that ``jobs.webhooks.delivery`` decided."""
 
 from __future__ import annotations
 
 from functools import cached_property
 
-import redis
 from celery import Task, shared_task
 
-from storage import StorageSettings, build_store
-from storage.jobs import JobStore
-from storage.webhooks import WebhookSettings
-from tasks import metrics
-from tasks.webhook_delivery import Verdict, WebhookSender
-
-TASK_NAME = "cutout.webhook"
+from jobs.queue import WEBHOOK_TASK
+from jobs.webhooks.delivery import Verdict, WebhookSender
+from jobs.webhooks.settings import WebhookSettings
+from observability import metrics
+from tasks.resources import JobResources
 
 
-class WebhookTask(Task):
-    """Holds the per-process stores and settings, built on first use."""
+class WebhookTask(JobResources, Task):
+    """Holds the per-process sender, built on first use."""
 
     @cached_property
     def sender(self) -> WebhookSender:
-        storage = StorageSettings.from_env()
-        jobs = JobStore(
-            redis.Redis.from_url(storage.redis_url), storage.key_prefix, storage.job_ttl_seconds
-        )
+        svc = self.services
         return WebhookSender(
-            jobs, build_store(storage), WebhookSettings.from_env(), on_verdict=_count_delivery
+            svc.jobs, svc.store, WebhookSettings.from_env(), on_verdict=_count_delivery
         )
 
 
@@ -36,7 +30,7 @@ def _count_delivery(verdict: Verdict) -> None:
     metrics.WEBHOOK_DELIVERIES.labels(outcome=outcome).inc()
 
 
-@shared_task(base=WebhookTask, bind=True, name=TASK_NAME, max_retries=None)
+@shared_task(base=WebhookTask, bind=True, name=WEBHOOK_TASK, max_retries=None)
 def send_webhook(self: WebhookTask, job_id: str, attempt: int = 1) -> None:
     retry_in = self.sender.attempt(job_id, attempt)
     if retry_in is not None:

@@ -2,7 +2,8 @@
 
 Every worker proves its storage settings first and refuses to start, saying what is wrong,
 when they cannot work. A worker consuming the ``gpu`` queue then builds and warms its model
-before it takes a job, and announces itself through a heartbeat that ``/readyz`` reads.
+before it takes a job, and announces itself through a heartbeat that ``/readyz`` reads, which
+it withdraws as it shuts down.
 """
 
 from __future__ import annotations
@@ -10,23 +11,25 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 from typing import Any
 
 from celery import signals
 
+from jobs.heartbeats import Beating
+from jobs.queue import GPU_QUEUE
+from observability import logs, metrics_dir
 from storage import StorageConfigError, StorageSettings, open_store
-from tasks import logs, metrics_dir, received  # noqa: F401  (received: `inspect cutout_received`)
+from tasks import received  # noqa: F401  (received: `inspect cutout_received`)
 from tasks.app import create_celery
 
 app = create_celery()
 log = logging.getLogger("cutout.worker")
-_stop = threading.Event()
+_beating: list[Beating] = []  # this process's heartbeat, once it is ready
 
 
 def _consumes_gpu(worker: Any) -> bool:
-    return "gpu" in worker.app.amqp.queues.consume_from
+    return GPU_QUEUE in worker.app.amqp.queues.consume_from
 
 
 @signals.import_modules.connect
@@ -55,7 +58,7 @@ def _check_storage(sender: Any = None, **_: Any) -> None:
 
 @signals.worker_init.connect
 def _serve_metrics(sender: Any = None, **_: Any) -> None:
-    from tasks.exposition import ExporterSettings, serve_worker_metrics
+    from observability.exposition import ExporterSettings, serve_worker_metrics
 
     serve_worker_metrics(ExporterSettings.from_env())
 
@@ -64,12 +67,13 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
 def _warm_model(sender: Any = None, **_: Any) -> None:
     if sender is None or not _consumes_gpu(sender):
         return
-    from tasks import metrics
+    from observability import metrics
     from tasks.segment import segment
     from workers.engines import EngineUnavailable
 
     try:
-        segmenter = segment.runner.pipeline.segmenter  # loads the model (timed as "load")
+        segmenter = segment.pipeline.segmenter  # loads the model (timed as "load")
+        _ = segment.runner  # built now, not by the first batches (they run on several threads)
     except (EngineUnavailable, FileNotFoundError, KeyError, ValueError) as exc:
         # Celery logs and swallows a signal handler's Exception; a worker without its model
         # must not start (nor announce itself ready), so leave with the reason.
@@ -88,7 +92,7 @@ def _log_cold_start(sender: Any = None, **_: Any) -> None:
         return
     from tasks.segment import segment
 
-    segmenter = segment.runner.pipeline.segmenter  # its cold_start_seconds stay for exporters
+    segmenter = segment.pipeline.segmenter  # its cold_start_seconds stay for exporters
     cold = {k: round(v, 3) for k, v in segmenter.cold_start_seconds.items()}
     log.info(
         "engine %s warm",
@@ -105,24 +109,14 @@ def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     if worker is None or not _consumes_gpu(worker):
         return
     name = f"{sender.hostname or socket.gethostname()}"
-    heartbeats = segment.heartbeats
-
-    def beat() -> None:
-        while not _stop.is_set():
-            try:
-                heartbeats.beat("gpu", name)
-            except Exception:
-                log.warning("heartbeat to Redis failed", exc_info=True)
-            _stop.wait(5.0)
-
-    threading.Thread(target=beat, name="cutout-heartbeat", daemon=True).start()
+    _beating.append(segment.services.heartbeats.keep_alive(GPU_QUEUE, name))
     _record_ready()
 
 
 def _record_ready() -> None:
     import psutil
 
-    from tasks import metrics
+    from observability import metrics
 
     total = time.time() - psutil.Process().create_time()
     metrics.record_cold_start("total", total)
@@ -131,4 +125,7 @@ def _record_ready() -> None:
 
 @signals.worker_shutdown.connect
 def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
-    _stop.set()
+    # Withdrawn at once, so /readyz stops counting this worker now rather than when its last
+    # beat goes stale.
+    while _beating:
+        _beating.pop().stop()

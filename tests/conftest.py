@@ -24,8 +24,8 @@ import redis
 import requests
 from PIL import Image
 
+from devtools.redis_server import free_port, start
 from storage import ObjectStore, StorageSettings, open_store
-from storage.redis_server import free_port, start
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee")
@@ -212,7 +212,7 @@ def start_api(env: dict[str, str], logs: Path, port: int) -> subprocess.Popen[by
 
 
 def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
-    from storage.heartbeats import Heartbeats
+    from jobs.heartbeats import Heartbeats
 
     beats = Heartbeats(redis.Redis.from_url(redis_url))
     wait_until(lambda: beats.alive("gpu"), timeout, "a warmed gpu worker")

@@ -170,7 +170,7 @@ def test_staged_uploads_are_never_served(client: FlaskClient, tmp_path: Path) ->
 
 
 def test_readyz_needs_a_gpu_worker(client: FlaskClient, redis_client: redis.Redis) -> None:
-    from storage.heartbeats import Heartbeats
+    from jobs.heartbeats import Heartbeats
 
     assert client.get("/healthz").status_code == 200
     response = client.get("/readyz")
@@ -185,15 +185,16 @@ def test_readyz_needs_a_gpu_worker(client: FlaskClient, redis_client: redis.Redi
 def _finish_as_a_worker(client: FlaskClient, job_id: str, names: list[str]) -> None:
     """Store outputs for ``names`` and end the job, as the runner does once it computed them."""
     from storage.keys import result_key
+    from storage.result_cache import StoredOutput
 
     svc = client.application.extensions["cutout"]
     record = svc.jobs.get(job_id)
     outputs = {}
     for name in names:
-        key = result_key(record["content_key"], name, "png")
+        key = result_key(record.content_key, name, "png")
         svc.store.save(key, name.encode(), "image/png", immutable=True)
-        outputs[name] = {"key": key, "content_type": "image/png", "width": 64, "height": 48}
-    svc.cache.store(record["content_key"], outputs)
+        outputs[name] = StoredOutput(key, "image/png", 64, 48, len(name))
+    svc.cache.store(record.content_key, outputs)
     svc.dispatcher.finish(job_id, outputs)
 
 
@@ -208,7 +209,11 @@ def _moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 def _cache_moves(before: Samples, after: Samples) -> tuple[float, float, float]:
     """How far (hits, misses, in-flight joins) moved."""
-    names = ("cache_hits_total", "cache_misses_total", "cache_inflight_joins_total")
+    names = (
+        "cutout_cache_hits_total",
+        "cutout_cache_misses_total",
+        "cutout_cache_inflight_joins_total",
+    )
     return tuple(_moved(before, after, n) for n in names)  # type: ignore[return-value]
 
 
@@ -234,9 +239,9 @@ def test_a_cached_photo_is_answered_at_once(
     after = _scrape(client)
     assert _cache_moves(before, after) == (2, 1, 0)
     # Each hit is a job that ended at once (counted by the job store's hook), never queued.
-    assert _moved(before, after, "jobs_total", status="queued") == 1
-    assert _moved(before, after, "jobs_total", status="succeeded") == 3
-    assert _moved(before, after, "job_duration_seconds_count", outcome="succeeded") == 3
+    assert _moved(before, after, "cutout_jobs_total", status="queued") == 1
+    assert _moved(before, after, "cutout_jobs_total", status="succeeded") == 3
+    assert _moved(before, after, "cutout_job_duration_seconds_count", outcome="succeeded") == 3
 
 
 def test_other_options_are_another_content_key(client: FlaskClient, queued: list[str]) -> None:
@@ -262,8 +267,8 @@ def test_an_identical_upload_joins_the_job_in_flight(
     assert done["status"] == "succeeded" and list(done["outputs"]) == ["dithering", "mask"]
     after = _scrape(client)
     assert _cache_moves(before, after) == (0, 1, 1)
-    assert _moved(before, after, "jobs_total", status="queued") == 2
-    assert _moved(before, after, "jobs_total", status="succeeded") == 2
+    assert _moved(before, after, "cutout_jobs_total", status="queued") == 2
+    assert _moved(before, after, "cutout_jobs_total", status="succeeded") == 2
 
 
 def test_only_the_missing_effects_are_queued(client: FlaskClient, queued: list[str]) -> None:

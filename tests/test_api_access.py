@@ -183,10 +183,12 @@ def test_cancel_a_queued_job(client: FlaskClient, tmp_path: Path) -> None:
 
 
 def test_a_finished_job_cannot_be_canceled(client: FlaskClient, redis_client: redis.Redis) -> None:
-    from storage.jobs import JobStore
+    from dataclasses import replace
+
+    from jobs.store import JobStore
 
     job = _submit(client).get_json()
-    JobStore(redis_client).update(job["id"], {"status": "succeeded"})
+    JobStore(redis_client).update(job["id"], lambda r: replace(r, status="succeeded"))
     response = client.delete(f"/api/v2/jobs/{job['id']}", headers=_auth(ALICE))
     assert response.status_code == 409 and _error(response) == "job_finished"
     assert client.delete("/api/v2/jobs/nope", headers=_auth(ALICE)).status_code == 404
@@ -199,7 +201,7 @@ def notified() -> list[str]:
 
 @pytest.fixture
 def hooked(make_app: Callable[..., Flask], notified: list[str]) -> FlaskClient:
-    from storage.webhooks import WebhookSettings
+    from jobs.webhooks.settings import WebhookSettings
     from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
 
     webhooks = WebhookSettings(secrets=(NEW_SECRET,), allow=LOOPBACK)
@@ -225,7 +227,7 @@ def test_a_webhook_url_to_a_private_range_or_malformed_is_400(
 
 
 def test_webhooks_need_a_configured_secret(make_app: Callable[..., Flask]) -> None:
-    from storage.webhooks import WebhookSettings
+    from jobs.webhooks.settings import WebhookSettings
 
     client = make_app(WEBHOOKS=WebhookSettings()).test_client()
     response = _submit(client, webhook_url="http://127.0.0.1:9/hook")
@@ -288,7 +290,7 @@ def test_a_full_queue_still_answers_cache_hits(
 def test_canceling_a_leader_hands_its_followers_over(
     make_app: Callable[..., Flask], notified: list[str]
 ) -> None:
-    from storage.webhooks import WebhookSettings
+    from jobs.webhooks.settings import WebhookSettings
     from tests.test_api import ALL_OUTPUTS, _finish_as_a_worker
     from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
 
@@ -309,7 +311,7 @@ def test_canceling_a_leader_hands_its_followers_over(
     cancel(leader, ALICE)  # the first follower leads now, the second attaches to it
     assert queued == [leader["id"], followers[0]["id"]]
     svc = client.application.extensions["cutout"]
-    assert svc.jobs.get(followers[1]["id"])["joined_job"] == followers[0]["id"]
+    assert svc.jobs.get(followers[1]["id"]).joined_job == followers[0]["id"]
     _finish_as_a_worker(client, followers[0]["id"], ALL_OUTPUTS)
     done = [client.get(f"/api/v2/jobs/{f['id']}", headers=_auth(BOB)).get_json() for f in followers]
     assert [d["status"] for d in done] == ["succeeded", "succeeded", "canceled"]

@@ -13,7 +13,7 @@ from PIL import Image
 
 from cutout.cli import main
 from cutout.client import Client
-from storage.redis_server import free_port
+from devtools.redis_server import free_port
 from tests.conftest import ROOT, Stack
 
 

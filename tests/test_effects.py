@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from contract.effects import EFFECT_NAMES
 from tests import golden
-from workers.effect_names import EFFECT_NAMES
 from workers.effects import EFFECTS, apply_effects, render
 from workers.effects.common import luminance
 from workers.effects.contrast import clahe

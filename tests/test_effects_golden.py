@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract.effects import EFFECT_NAMES
 from tests import golden
 from tests.conftest import PHOTO_NAMES
-from workers.effect_names import EFFECT_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -103,7 +103,7 @@ def test_device_jpeg_encoder_writes_jpegs_pillow_reads() -> None:
 
 
 def test_pipeline_on_the_gpu_matches_the_cpu_pipeline() -> None:
-    from workers.effect_names import EFFECT_NAMES
+    from contract.effects import EFFECT_NAMES
     from workers.pipeline import JobInput, Pipeline
     from workers.predictor import Segmenter, engine_context
 
@@ -173,7 +173,7 @@ def test_a_real_cuda_out_of_memory_splits_the_batch() -> None:
 
 
 def test_nvml_reads_this_gpu() -> None:
-    from workers.gpu_stats import read_gpus
+    from observability.gpu_stats import read_gpus
 
     readings = read_gpus()
     assert readings, "NVML is installed with the driver on a CUDA box"

@@ -88,8 +88,8 @@ def test_a_request_that_is_not_a_multipart_upload_is_400(
 def test_a_cut_jpeg_is_caught_even_with_an_end_marker_in_its_exif() -> None:
     from PIL import Image
 
+    from contract.truncation import truncated
     from tests.hostile_corpus import _halves, _save
-    from workers.truncation import truncated
 
     photo = _save(Image.fromarray(_halves(256, 192)), "JPEG")
     # An APP1 segment (where EXIF thumbnails live) holding an end-of-image marker.

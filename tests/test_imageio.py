@@ -1,4 +1,4 @@
-"""Sniffing, header-only probing and decoding."""
+"""Sniffing, header-only probing (the upload contract) and decoding."""
 
 from __future__ import annotations
 
@@ -10,18 +10,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from contract.formats import InvalidImage, probe, sniff
 from tests.icc import display_p3_profile
 from workers.imageio import (
     CODECS,
-    InvalidImage,
     add_jpeg_icc_profile,
     decode,
     encode_image,
     encode_mask,
     fit_within,
     header_orientation,
-    probe,
-    sniff,
 )
 
 

@@ -3,23 +3,25 @@ under load (and what it means for the result cache), previews on the record."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
+from jobs.adaptive import AdaptiveQuality
+from jobs.dispatch import Dispatcher
+from jobs.record import JobRecord
+from jobs.runner import JobRunner
+from jobs.store import Change, JobStore
 from storage import StorageSettings, open_store
-from storage.dispatch import Dispatcher
-from storage.jobs import JobStore, Record
 from storage.keys import staging_key
 from storage.result_cache import ResultCache
-from tasks.adaptive import AdaptiveQuality
-from tasks.run_jobs import JobRunner
 from tests.test_pipeline_stages import CONFIG, StandInEngine, photo
 from tests.test_result_cache import Queue, submit
+from workers.build import BatchProcessor
 from workers.pipeline import Pipeline
 from workers.predictor import Segmenter
 
@@ -29,12 +31,10 @@ REDUCED = 32
 class WatchedJobStore(JobStore):
     """Keeps every state the records went through, to show what was visible when."""
 
-    states: list[Record]
+    states: list[JobRecord]
 
-    def update(
-        self, job_id: str, changes: Record | Callable[[Record], Record | None]
-    ) -> Record | None:
-        record = super().update(job_id, changes)
+    def update(self, job_id: str, change: Change) -> JobRecord | None:
+        record = super().update(job_id, change)
         if record is not None:
             self.states.append(record)
         return record
@@ -67,15 +67,19 @@ def depth() -> Depth:
 def runner(dispatcher: Dispatcher, depth: Depth) -> Iterator[JobRunner]:
     with ThreadPoolExecutor(2) as pool:
         pipeline = Pipeline(Segmenter(StandInEngine(), CONFIG, reduced_input=REDUCED), pool)
-        yield JobRunner(dispatcher, pipeline, quality=AdaptiveQuality(depth, 3, REDUCED))
+        processor = BatchProcessor(pipeline)
+        yield JobRunner(dispatcher, processor, quality=AdaptiveQuality(depth, 3, REDUCED))
 
 
-def queued(dispatcher: Dispatcher, key: str, effects: list[str], **options: Any) -> Record:
+def queued(
+    dispatcher: Dispatcher, key: str, effects: list[str], preview: bool = False
+) -> JobRecord:
     """A job recorded and dispatched as the API does, its staged input a real photo."""
     record = submit(dispatcher, key, effects)
-    if options:
-        dispatcher.jobs.update(record["id"], {"options": {**record["options"], **options}})
-    dispatcher.store.save(staging_key(record["id"]), photo(seed=len(key)), "image/jpeg")
+    if preview:
+        options = replace(record.options, preview=True)
+        dispatcher.jobs.update(record.id, lambda r: replace(r, options=options))
+    dispatcher.store.save(staging_key(record.id), photo(seed=len(key)), "image/jpeg")
     return record
 
 
@@ -87,26 +91,26 @@ def test_a_deep_queue_runs_jobs_reduced_and_keeps_them_out_of_the_cache(
     depth.jobs = 4  # deeper than the threshold of 3
     leader = queued(dispatcher, "k", ["color", "popart"])
     follower = queued(dispatcher, "k", ["popart"])
-    assert follower["cache"] == "joined"
-    assert runner.run([leader["id"]]) == {leader["id"]: "succeeded"}
+    assert follower.cache == "joined"
+    assert runner.run([leader.id]) == {leader.id: "succeeded"}
 
-    done = dispatcher.jobs.get(leader["id"])
-    assert done is not None and done["model_input"] == REDUCED
-    assert all("/k/" not in out["key"] for out in done["outputs"].values()), "stored apart"
+    done = dispatcher.jobs.get(leader.id)
+    assert done is not None and done.model_input == REDUCED
+    assert all("/k/" not in out.key for out in done.outputs.values()), "stored apart"
     assert dispatcher.cache.lookup("k", ["color", "popart", "mask"]) == {}, "never cached"
     # The attached job takes the leader's (reduced) outputs rather than computing again.
-    joined = dispatcher.jobs.get(follower["id"])
-    assert joined is not None and joined["status"] == "succeeded"
-    assert joined["model_input"] == REDUCED and joined["cache"] == "joined"
-    assert joined["outputs"]["popart"] == done["outputs"]["popart"]
+    joined = dispatcher.jobs.get(follower.id)
+    assert joined is not None and joined.status == "succeeded"
+    assert joined.model_input == REDUCED and joined.cache == "joined"
+    assert joined.outputs["popart"] == done.outputs["popart"]
 
     # Once the queue drains, the same photo is computed again at full quality, and cached.
     depth.jobs = 3
     again = queued(dispatcher, "k", ["color"])
-    assert again["cache"] == "miss"
-    runner.run([again["id"]])
-    full = dispatcher.jobs.get(again["id"])
-    assert full is not None and full["model_input"] == CONFIG.input_size
+    assert again.cache == "miss"
+    runner.run([again.id])
+    full = dispatcher.jobs.get(again.id)
+    assert full is not None and full.model_input == CONFIG.input_size
     assert set(dispatcher.cache.lookup("k", ["color", "mask"])) == {"color", "mask"}
 
 
@@ -116,14 +120,14 @@ def test_a_job_with_cached_outputs_runs_at_full_quality_under_load(
     depth: Depth,
 ) -> None:
     first = queued(dispatcher, "k2", ["color"])
-    runner.run([first["id"]])  # full quality: color and the mask cached
+    runner.run([first.id])  # full quality: color and the mask cached
     depth.jobs = 10
     partial = queued(dispatcher, "k2", ["color", "popart"])
-    assert partial["cache"] == "partial"
-    runner.run([partial["id"]])
-    done = dispatcher.jobs.get(partial["id"])
-    assert done is not None and done["computed"] == ["popart"]
-    assert done["model_input"] == CONFIG.input_size, "its popart must match the cached mask"
+    assert partial.cache == "partial"
+    runner.run([partial.id])
+    done = dispatcher.jobs.get(partial.id)
+    assert done is not None and done.computed == ("popart",)
+    assert done.model_input == CONFIG.input_size, "its popart must match the cached mask"
 
 
 def test_a_preview_is_stored_and_recorded_before_the_job_ends(
@@ -131,18 +135,18 @@ def test_a_preview_is_stored_and_recorded_before_the_job_ends(
     dispatcher: Dispatcher,
 ) -> None:
     job = queued(dispatcher, "k3", ["color", "dithering"], preview=True)
-    runner.run([job["id"]])
+    runner.run([job.id])
     states = dispatcher.jobs.states  # type: ignore[attr-defined]
-    first = next(r for r in states if r["id"] == job["id"] and r.get("preview"))
-    assert first["status"] == "processing", "the preview came while the job ran"
-    preview = first["preview"]
+    first = next(r for r in states if r.id == job.id and r.preview)
+    assert first.status == "processing", "the preview came while the job ran"
+    preview = first.preview
     assert set(preview) == {"color", "dithering"}
     for out in preview.values():
-        assert out["content_type"] == "image/webp" and max(out["width"], out["height"]) <= 256
-        assert dispatcher.store.exists(out["key"])
-    done = dispatcher.jobs.get(job["id"])
-    assert done is not None and done["status"] == "succeeded" and done["preview"] == preview
-    assert "preview_ms" in done["timings"]
+        assert out.content_type == "image/webp" and max(out.width, out.height) <= 256
+        assert dispatcher.store.exists(out.key)
+    done = dispatcher.jobs.get(job.id)
+    assert done is not None and done.status == "succeeded" and done.preview == preview
+    assert "preview_ms" in done.timings
 
 
 def test_adaptive_quality_reads_the_depth_and_falls_back_to_full_quality() -> None:

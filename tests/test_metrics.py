@@ -11,6 +11,7 @@ import sys
 import time
 import types
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -24,13 +25,15 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from api import create_app
-from storage.jobs import JobStore
+from jobs.queue import BrokerQueues, WaitingJobs, configured_queues
+from jobs.store import JobStore
+from observability import logs, metrics_dir
+from observability.cost import CostMeter
+from observability.exposition import GpuCollector
+from observability.queue_stats import QueueCollector
 from storage.settings import StorageSettings
-from tasks import logs, metrics_dir
-from tasks.cost import CostMeter
-from tasks.exposition import GpuCollector
-from tasks.queue_stats import BrokerQueues, QueueCollector, configured_queues
 from tests.prom import parse, value
+from tests.records import job_record
 
 
 @pytest.fixture
@@ -72,12 +75,17 @@ def test_api_metrics_count_requests_jobs_and_error_codes(client: FlaskClient) ->
     def moved(name: str, **labels: str) -> float:
         return (value(after, name, **labels) or 0) - (value(before, name, **labels) or 0)
 
-    assert moved("request_duration_seconds_count", endpoint="jobs.create_job", status="202") == 1
-    assert moved("request_duration_seconds_count", endpoint="jobs.get_job", status="404") == 1
-    assert moved("jobs_total", status="queued") == 1
-    assert moved("errors_total", code="job_not_found") == 1
-    assert value(after, "queue_depth", queue="gpu") == 0  # ENQUEUE sent nothing to the broker
-    for name in ("cache_hits_total", "webhook_deliveries_total", "batch_size_count"):
+    requests = "cutout_request_duration_seconds_count"
+    assert moved(requests, endpoint="jobs.create_job", status="202") == 1
+    assert moved(requests, endpoint="jobs.get_job", status="404") == 1
+    assert moved("cutout_jobs_total", status="queued") == 1
+    assert moved("cutout_errors_total", code="job_not_found") == 1
+    assert value(after, "cutout_queue_depth", queue="gpu") == 0  # ENQUEUE sent nothing
+    for name in (
+        "cutout_cache_hits_total",
+        "cutout_webhook_deliveries_total",
+        "cutout_batch_size_count",
+    ):
         assert any(n == name for n, _ in after), f"{name} is defined"
 
 
@@ -89,7 +97,7 @@ def test_queue_depth_and_age_read_the_lists_kombu_writes(
     queue = "metrics-test"
     created = "2026-01-01T00:00:00.000Z"
     for i, priority in enumerate([0, 0, 5, 9]):  # several priority lists
-        jobs.create({"id": f"job{i}", "status": "queued", "created_at": created})
+        jobs.create(replace(job_record(f"job{i}"), created_at=created))
         app.send_task("cutout.segment", args=[f"job{i}"], task_id=f"job{i}", queue=queue,
                       priority=priority)  # fmt: skip
     app.send_task("other.task", queue="metrics-test-other")  # not a job: no age
@@ -99,17 +107,19 @@ def test_queue_depth_and_age_read_the_lists_kombu_writes(
     assert queues.depth(queue) == expected == 4
 
     registry = CollectorRegistry()
-    registry.register(QueueCollector(queues, [queue, "metrics-test-other", "idle"], jobs))
+    registry.register(
+        QueueCollector(WaitingJobs(queues, jobs), [queue, "metrics-test-other", "idle"])
+    )
     samples = {
         (s.name, s.labels.get("queue")): s.value for m in registry.collect() for s in m.samples
     }
-    assert samples[("queue_depth", queue)] == 4
-    assert samples[("queue_depth", "metrics-test-other")] == 1
-    assert samples[("queue_depth", "idle")] == 0
+    assert samples[("cutout_queue_depth", queue)] == 4
+    assert samples[("cutout_queue_depth", "metrics-test-other")] == 1
+    assert samples[("cutout_queue_depth", "idle")] == 0
     age = time.time() - 1767225600  # seconds since `created`
-    assert samples[("queue_oldest_age_seconds", queue)] == pytest.approx(age, abs=5)
-    assert samples[("queue_oldest_age_seconds", "idle")] == 0
-    assert ("queue_oldest_age_seconds", "metrics-test-other") not in samples
+    assert samples[("cutout_queue_oldest_age_seconds", queue)] == pytest.approx(age, abs=5)
+    assert samples[("cutout_queue_oldest_age_seconds", "idle")] == 0
+    assert ("cutout_queue_oldest_age_seconds", "metrics-test-other") not in samples
     app.close()
 
 
@@ -121,7 +131,7 @@ def test_configured_queues_come_from_celeryconfig() -> None:
 
 def test_a_broker_that_does_not_answer_gives_no_queue_series() -> None:
     dead = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
-    collector = QueueCollector(BrokerQueues(dead), ["gpu"], JobStore(dead))
+    collector = QueueCollector(WaitingJobs(BrokerQueues(dead), JobStore(dead)), ["gpu"])
     assert list(collector.collect()) == []
 
 
@@ -159,9 +169,9 @@ def _gpu_samples() -> dict[tuple[str, str], float]:
 def test_gpu_series_come_from_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_nvml(monkeypatch, driver=True)
     samples = _gpu_samples()
-    assert samples[("gpu_memory_bytes", "1")] == 2 * GIB
-    assert samples[("gpu_memory_total_bytes", "0")] == 80 * GIB
-    assert samples[("gpu_utilization_ratio", "1")] == pytest.approx(0.41)
+    assert samples[("cutout_gpu_memory_bytes", "1")] == 2 * GIB
+    assert samples[("cutout_gpu_memory_total_bytes", "0")] == 80 * GIB
+    assert samples[("cutout_gpu_utilization_ratio", "1")] == pytest.approx(0.41)
 
 
 def test_gpu_series_are_absent_without_a_driver(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,7 +189,7 @@ def test_cost_per_1k_images_from_price_and_throughput() -> None:
     meter.add(images=10, seconds=2.0)
     assert meter.per_1k_busy() == pytest.approx(0.001 * 2.0 / 10 * 1000)  # $0.20
     assert meter.per_1k_wall() == pytest.approx(0.001 * 50 / 10 * 1000)  # $5.00, idle paid too
-    gauge = REGISTRY.get_sample_value("cost_per_1k_images", {"basis": "busy"})
+    gauge = REGISTRY.get_sample_value("cutout_cost_per_1k_images", {"basis": "busy"})
     assert gauge == pytest.approx(0.2)
     assert CostMeter.from_env({}) is None
     assert CostMeter.from_env({"CUTOUT_COST_PER_HOUR": "2.5"}).dollars_per_hour == 2.5  # type: ignore[union-attr]

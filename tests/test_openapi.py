@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,10 @@ from jsonschema import Draft202012Validator
 from werkzeug.test import TestResponse
 
 from api.openapi import document
-from storage.jobs import JobStore, now_iso
-from storage.webhooks import WebhookSettings
+from jobs.record import JobError, now_iso
+from jobs.store import JobStore
+from jobs.webhooks.settings import WebhookSettings
+from storage.result_cache import StoredOutput
 from tests.test_api import ALL_OUTPUTS, _finish_as_a_worker, _jpeg
 from tests.test_api_access import ALICE, BOB, make_app  # noqa: F401 (fixture)
 from tests.test_webhook_delivery import LOOPBACK, NEW_SECRET
@@ -63,16 +66,15 @@ def _finish(jobs: JobStore, status: str, code: str | None = None) -> Callable[[s
     """The queue seam, ending each job at once as a worker would."""
 
     def enqueue(job_id: str) -> None:
-        outputs = {
-            "color": {"key": f"results/{job_id}/color.webp", "content_type": "image/webp",
-                      "width": 64, "height": 48, "bytes": 10},
-        }  # fmt: skip
-        error = {"code": code, "message": "it failed"} if code else None
+        color = StoredOutput(f"results/{job_id}/color.webp", "image/webp", 64, 48, 10)
+        error = JobError(code, "it failed") if code else None
         jobs.update(
             job_id,
-            {"status": status, "completed_at": now_iso(), "error": error,
-             "outputs": outputs if status == "succeeded" else {},
-             "timings": {"total_ms": 12.5}, "batch_size": 1},
+            lambda r: replace(
+                r, status=status, completed_at=now_iso(), error=error,
+                outputs={"color": color} if status == "succeeded" else {},
+                timings={"total_ms": 12.5}, batch_size=1,
+            ),
         )  # fmt: skip
 
     return enqueue
@@ -175,7 +177,7 @@ def test_health_files_and_the_document_answers_are_documented(
     redis_client: redis.Redis,
     tmp_path: Path,
 ) -> None:
-    from storage.heartbeats import Heartbeats
+    from jobs.heartbeats import Heartbeats
 
     client = make_app().test_client()
     conforms("/healthz", "get", client.get("/healthz"))

@@ -117,8 +117,9 @@ def test_every_alert_fires_on_its_series_and_not_on_healthy_ones(promtool: Path)
 
 _PROMQL_WORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "bool", "offset",
                  "group_left", "group_right", "le", "inf", "nan"}  # fmt: skip
-_SCRAPED = {"up", "queue_depth", "queue_oldest_age_seconds", "gpu_memory_bytes",
-            "gpu_memory_total_bytes", "gpu_utilization_ratio"}  # fmt: skip
+_SCRAPED = {"up", "cutout_queue_depth", "cutout_queue_oldest_age_seconds",
+            "cutout_gpu_memory_bytes", "cutout_gpu_memory_total_bytes",
+            "cutout_gpu_utilization_ratio"}  # fmt: skip
 
 
 def _load_alerts() -> Any:
@@ -132,7 +133,7 @@ def _rules(doc: Any) -> list[dict[str, Any]]:
 def exported_series() -> set[str]:
     from prometheus_client import REGISTRY
 
-    import tasks.metrics  # noqa: F401  (defines every metric in the default registry)
+    import observability.metrics  # noqa: F401  (defines every metric in the default registry)
 
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_count", "_sum"]}
     names = {f.name + s for f in REGISTRY.collect() for s in suffixes.get(f.type, [""])}
@@ -182,7 +183,7 @@ def test_alert_rules_have_their_shape_and_use_exported_series() -> None:
 def test_the_rule_check_catches_broken_rules() -> None:
     known = exported_series()
     good = _rules(_load_alerts())[0]
-    assert series_in(good["expr"]) == {"cold_start_duration_seconds"}
+    assert series_in(good["expr"]) == {"cutout_cold_start_duration_seconds"}
     broken = {
         "groups": [
             {"name": "x", "rules": [

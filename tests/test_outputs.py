@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from workers.effect_names import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
 from workers.effects import EFFECTS
 from workers.imageio import CODECS
 from workers.outputs import carries_alpha, codec_for, device_jpeg_encoder

@@ -5,32 +5,25 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
 
+from jobs.cleanup import remove_stale_staging
+from jobs.dispatch import Dispatcher
+from jobs.record import JobError, JobRecord
+from jobs.store import JobStore, ending
 from storage import ObjectStore, StorageSettings, open_store
-from storage.cleanup import remove_stale_staging
-from storage.dispatch import Dispatcher
-from storage.jobs import JobStore, ending, now_iso
-from storage.keys import result_key, staging_key
-from storage.result_cache import ResultCache, output_names
+from storage.keys import staging_key
+from storage.result_cache import ResultCache, StoredOutput, output_names
+from tests.records import job_record, stored
 
 ALL = ["color", "enhancedblackwhite", "popart", "dithering", "mask"]
 
 
-def entry(content_key: str, name: str) -> dict[str, Any]:
-    ext = "png" if name == "mask" else "webp"
-    return {
-        "key": result_key(content_key, name, ext),
-        "content_type": f"image/{ext}",
-        "width": 8,
-        "height": 6,
-        "bytes": 10,
-    }
+def entry(content_key: str, name: str) -> StoredOutput:
+    return stored(content_key, name)
 
 
 @pytest.fixture
@@ -125,65 +118,57 @@ def dispatcher(
     return Dispatcher(JobStore(redis_client, ttl_seconds=60), cache, store, queue)
 
 
-def submit(dispatcher: Dispatcher, content_key: str, effects: list[str]) -> dict[str, Any]:
+def submit(dispatcher: Dispatcher, content_key: str, effects: list[str]) -> JobRecord:
     """Stage, record and dispatch a job as the API does."""
-    record = {
-        "id": uuid.uuid4().hex,
-        "status": "queued",
-        "created_at": now_iso(),
-        "options": {"effects": effects, "max_size": 64, "format": "webp"},
-        "content_key": content_key,
-        "outputs": {},
-        "timings": {},
-    }
-    dispatcher.store.save(staging_key(record["id"]), b"photo", "application/octet-stream")
+    record = job_record(effects=tuple(effects), content_key=content_key)
+    dispatcher.store.save(staging_key(record.id), b"photo", "application/octet-stream")
     dispatcher.jobs.create(record)
     return dispatcher.dispatch(record)[1]
 
 
-def compute(dispatcher: Dispatcher, leader: dict[str, Any]) -> None:
+def compute(dispatcher: Dispatcher, leader: JobRecord) -> None:
     """What a worker does for a leader: store the outputs, cache them, end the job."""
-    names = output_names(leader["options"]["effects"])
-    outputs = {name: entry(leader["content_key"], name) for name in names}
-    dispatcher.cache.store(leader["content_key"], outputs)
-    dispatcher.finish(leader["id"], outputs)
+    names = output_names(leader.options.effects)
+    outputs = {name: entry(leader.content_key, name) for name in names}
+    dispatcher.cache.store(leader.content_key, outputs)
+    dispatcher.finish(leader.id, outputs)
 
 
-def status(dispatcher: Dispatcher, job: dict[str, Any]) -> str:
-    return dispatcher.jobs.get(job["id"])["status"]  # type: ignore[index]
+def status(dispatcher: Dispatcher, job: JobRecord) -> str:
+    return dispatcher.jobs.get(job.id).status  # type: ignore[union-attr]
 
 
-def staged(dispatcher: Dispatcher, job: dict[str, Any]) -> bool:
-    return dispatcher.store.exists(staging_key(job["id"]))
+def staged(dispatcher: Dispatcher, job: JobRecord) -> bool:
+    return dispatcher.store.exists(staging_key(job.id))
 
 
 def test_followers_finish_with_their_leader(dispatcher: Dispatcher, queue: Queue) -> None:
     leader = submit(dispatcher, "k", ["color", "popart"])
     follower = submit(dispatcher, "k", ["popart"])
-    assert leader["cache"] == "miss" and follower["cache"] == "joined"
-    assert queue == [leader["id"]], "the follower never reaches the queue"
+    assert leader.cache == "miss" and follower.cache == "joined"
+    assert queue == [leader.id], "the follower never reaches the queue"
     compute(dispatcher, leader)
-    done = dispatcher.jobs.get(follower["id"])
-    assert done is not None and done["status"] == "succeeded" and done["cache"] == "joined"
-    assert list(done["outputs"]) == ["popart", "mask"]
-    assert done["outputs"]["popart"] == entry("k", "popart")
+    done = dispatcher.jobs.get(follower.id)
+    assert done is not None and done.status == "succeeded" and done.cache == "joined"
+    assert list(done.outputs) == ["popart", "mask"]
+    assert done.outputs["popart"] == entry("k", "popart")
     assert not staged(dispatcher, follower) and not staged(dispatcher, leader)
 
 
 def test_a_later_identical_job_is_a_hit(dispatcher: Dispatcher, queue: Queue) -> None:
     compute(dispatcher, submit(dispatcher, "k", ["color", "popart"]))
     again = submit(dispatcher, "k", ["popart"])
-    assert again["status"] == "succeeded" and again["cache"] == "hit"
+    assert again.status == "succeeded" and again.cache == "hit"
     assert len(queue) == 1 and not staged(dispatcher, again)
 
 
 def test_a_bad_image_fails_its_followers_alike(dispatcher: Dispatcher) -> None:
     leader = submit(dispatcher, "k", ["color"])
     follower = submit(dispatcher, "k", ["color"])
-    dispatcher.fail(leader["id"], "invalid_image", "cannot decode")
-    done = dispatcher.jobs.get(follower["id"])
-    assert done is not None and done["status"] == "failed"
-    assert done["error"] == {"code": "invalid_image", "message": "cannot decode"}
+    dispatcher.fail(leader.id, "invalid_image", "cannot decode")
+    done = dispatcher.jobs.get(follower.id)
+    assert done is not None and done.status == "failed"
+    assert done.error == JobError("invalid_image", "cannot decode")
     assert not staged(dispatcher, follower)
 
 
@@ -194,14 +179,14 @@ def test_followers_of_a_leader_that_did_not_deliver_run_on_their_own(
     leader = submit(dispatcher, "k", ["color"])
     followers = [submit(dispatcher, "k", ["color"]) for _ in range(3)]
     if end == "canceled":  # as DELETE does it (the worker later skips and settles it again)
-        dispatcher.canceled(dispatcher.jobs.update(leader["id"], ending("canceled")))  # type: ignore[arg-type]
+        dispatcher.canceled(dispatcher.jobs.update(leader.id, ending("canceled")))  # type: ignore[arg-type]
     else:
-        dispatcher.fail(leader["id"], end, "the bucket is down")
+        dispatcher.fail(leader.id, end, "the bucket is down")
     # The first follower leads now; the other two follow it; none was lost or failed.
-    assert queue == [leader["id"], followers[0]["id"]]
+    assert queue == [leader.id, followers[0].id]
     assert [status(dispatcher, f) for f in followers] == ["queued"] * 3
     assert all(staged(dispatcher, f) for f in followers)
-    compute(dispatcher, dispatcher.jobs.get(followers[0]["id"]))  # type: ignore[arg-type]
+    compute(dispatcher, dispatcher.jobs.get(followers[0].id))  # type: ignore[arg-type]
     assert [status(dispatcher, f) for f in followers] == ["succeeded"] * 3
 
 
@@ -213,19 +198,19 @@ def test_a_refused_enqueue_fails_the_job_and_hands_over(
         submit(dispatcher, "k", ["color"])
     (job_id,) = [k.decode().rsplit(":", 1)[1] for k in dispatcher.jobs.redis.keys("cutout:job:*")]
     record = dispatcher.jobs.get(job_id)
-    assert record is not None and record["error"]["code"] == "enqueue_failed"
+    assert record is not None and record.error.code == "enqueue_failed"  # type: ignore[union-attr]
     assert not dispatcher.store.exists(staging_key(job_id))
     queue.broken = False
-    assert submit(dispatcher, "k", ["color"])["cache"] == "miss", "no stale leader is left"
+    assert submit(dispatcher, "k", ["color"]).cache == "miss", "no stale leader is left"
 
 
 def test_the_sweeper_settles_leaders_that_vanished(dispatcher: Dispatcher, queue: Queue) -> None:
     leader = submit(dispatcher, "k", ["color"])
     follower = submit(dispatcher, "k", ["color"])
     assert dispatcher.sweep(0) == 0, "a queued leader is left to Celery's redelivery"
-    dispatcher.jobs.redis.delete(f"cutout:job:{leader['id']}")  # its record expired
+    dispatcher.jobs.redis.delete(f"cutout:job:{leader.id}")  # its record expired
     assert dispatcher.sweep(0) == 1
-    assert queue == [leader["id"], follower["id"]]
+    assert queue == [leader.id, follower.id]
     assert dispatcher.sweep(0) == 0
 
 
@@ -239,7 +224,7 @@ def test_stale_staged_inputs_are_removed(
     for job_id, state in [("queued1", "queued"), ("done1", "succeeded"), ("orphan1", None)]:
         object_store.save(staging_key(job_id), b"x", "application/octet-stream")
         if state:
-            jobs.create({"id": job_id, "status": state, "created_at": now_iso()})
+            jobs.create(job_record(job_id, state))
     object_store.save("results/k/mask.png", b"m", "image/png", immutable=True)
     assert remove_stale_staging(object_store, jobs, grace_seconds=600) == 0, "all too young"
     later = time.time() + 3600
@@ -254,22 +239,22 @@ def test_every_way_a_job_ends_runs_the_hook_once(
     """The job store's ``on_terminal`` hook (webhook, metrics) runs once per job, whether a
     worker, a hand-over, a hit, a cancel or a refused enqueue ended it."""
     ended: list[str] = []
-    jobs = JobStore(redis_client, ttl_seconds=60, on_terminal=lambda r: ended.append(r["id"]))
+    jobs = JobStore(redis_client, ttl_seconds=60, on_terminal=lambda r: ended.append(r.id))
     store = open_store(StorageSettings(local_dir=tmp_path / "files"))
     dispatcher = Dispatcher(jobs, cache, store, queue)
     leader = submit(dispatcher, "k", ["color"])
     followers = [submit(dispatcher, "k", ["color"]) for _ in range(3)]
-    canceled = jobs.update(followers[2]["id"], ending("canceled"))
+    canceled = jobs.update(followers[2].id, ending("canceled"))
     dispatcher.canceled(canceled)  # type: ignore[arg-type]
-    dispatcher.fail(leader["id"], "storage_error", "the bucket is down")  # hands over
-    dispatcher.fail(leader["id"], "storage_error", "again")  # already ended: nothing
-    compute(dispatcher, jobs.get(followers[0]["id"]))  # type: ignore[arg-type]
+    dispatcher.fail(leader.id, "storage_error", "the bucket is down")  # hands over
+    dispatcher.fail(leader.id, "storage_error", "again")  # already ended: nothing
+    compute(dispatcher, jobs.get(followers[0].id))  # type: ignore[arg-type]
     hit = submit(dispatcher, "k", ["color"])
     bad = submit(dispatcher, "k2", ["color"])
-    dispatcher.fail(bad["id"], "invalid_image", "cannot decode")
+    dispatcher.fail(bad.id, "invalid_image", "cannot decode")
     queue.broken = True
     with pytest.raises(ConnectionError):
         submit(dispatcher, "k3", ["color"])
-    assert ended[:6] == [followers[2]["id"], leader["id"], followers[0]["id"],
-                         followers[1]["id"], hit["id"], bad["id"]]  # fmt: skip
-    assert len(ended) == 7 and jobs.get(ended[6])["error"]["code"] == "enqueue_failed"  # type: ignore[index]
+    assert ended[:6] == [followers[2].id, leader.id, followers[0].id,
+                         followers[1].id, hit.id, bad.id]  # fmt: skip
+    assert len(ended) == 7 and jobs.get(ended[6]).error.code == "enqueue_failed"  # type: ignore[union-attr]

@@ -115,10 +115,10 @@ def test_a_repeated_upload_is_a_hit_that_never_reaches_the_worker(
     assert processed(s3_stack) == before, "no message reached the worker"
     after = scrape(f"{s3_stack.api_url}/metrics")
     for name, labels, moved in [
-        ("cache_hits_total", {}, 2),
-        ("cache_misses_total", {}, 0),
-        ("jobs_total", {"status": "succeeded"}, 2),  # the API ended them: its hook counted
-        ("jobs_total", {"status": "queued"}, 0),
+        ("cutout_cache_hits_total", {}, 2),
+        ("cutout_cache_misses_total", {}, 0),
+        ("cutout_jobs_total", {"status": "succeeded"}, 2),  # the API ended them: its hook counted
+        ("cutout_jobs_total", {"status": "queued"}, 0),
     ]:
         assert (value(after, name, **labels) or 0) - (value(counts, name, **labels) or 0) == moved
 
@@ -152,7 +152,7 @@ def test_identical_concurrent_uploads_compute_once(
     assert keys(jobs[0]) == keys(jobs[1]) == keys(jobs[2])
     assert processed(s3_stack) == before + 1, "three uploads, one computation"
     after = scrape(metrics)
-    for name, moved in [("cache_misses_total", 1), ("cache_inflight_joins_total", 2)]:
+    for name, moved in [("cutout_cache_misses_total", 1), ("cutout_cache_inflight_joins_total", 2)]:
         assert (value(after, name) or 0) - (value(counts, name) or 0) == moved, name
 
 

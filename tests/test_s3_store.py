@@ -118,7 +118,7 @@ def test_bad_credentials_are_named(
 
 
 def test_an_unreachable_endpoint_is_named(s3_server: S3Server, bucket: str) -> None:
-    from storage.redis_server import free_port
+    from devtools.redis_server import free_port
 
     settings = s3_server.settings(
         bucket,

@@ -15,11 +15,11 @@ import pytest
 import requests
 from PIL import Image
 
-from storage.redis_server import free_port
+from devtools.redis_server import free_port
+from observability.gpu_stats import read_gpus
 from tests.conftest import Stack, _spawn, _stop, wait_until
 from tests.hostile_corpus import corrupt_png
 from tests.prom import Samples, names, scrape, value
-from workers.gpu_stats import read_gpus
 from workers.imageio import decode
 
 pytestmark = pytest.mark.slow
@@ -200,13 +200,14 @@ def _status(url: str, auth: tuple[str, str] | None = None) -> int | None:
 
 # Every series the plan lists, and the process that exposes it. GPU series are absent on a
 # machine without an NVIDIA driver (this one) rather than faked; see test_metrics.py for them.
-API_SERIES = {"request_duration_seconds_count", "jobs_total", "errors_total", "queue_depth",
-              "queue_oldest_age_seconds", "cache_hits_total", "cache_misses_total",
-              "cache_inflight_joins_total", "webhook_deliveries_total"}  # fmt: skip
-WORKER_SERIES = {"cold_start_duration_seconds", "job_duration_seconds_count",
-                 "model_inference_seconds_count", "effect_processing_seconds_count",
-                 "encode_seconds_count", "batch_size_count", "jobs_total", "errors_total",
-                 "cost_per_1k_images"}  # fmt: skip
+API_SERIES = {"cutout_request_duration_seconds_count", "cutout_jobs_total", "cutout_errors_total",
+              "cutout_queue_depth", "cutout_queue_oldest_age_seconds", "cutout_cache_hits_total",
+              "cutout_cache_misses_total", "cutout_cache_inflight_joins_total",
+              "cutout_webhook_deliveries_total"}  # fmt: skip
+WORKER_SERIES = {"cutout_cold_start_duration_seconds", "cutout_job_duration_seconds_count",
+                 "cutout_model_inference_seconds_count", "cutout_effect_processing_seconds_count",
+                 "cutout_encode_seconds_count", "cutout_batch_size_count", "cutout_jobs_total",
+                 "cutout_errors_total", "cutout_cost_per_1k_images"}  # fmt: skip
 
 
 def test_a_job_moves_the_metrics_and_logs_each_stage(
@@ -235,7 +236,7 @@ def test_a_job_moves_the_metrics_and_logs_each_stage(
     # The batch is recorded last, just after the job's record says it succeeded.
     def batch_recorded() -> Samples | None:
         samples = scrape(worker_url)
-        return samples if moved(worker_before, samples, "images_processed_total") else None
+        return samples if moved(worker_before, samples, "cutout_images_processed_total") else None
 
     worker: Samples = wait_until(batch_recorded, 10, "the worker to record the batch")
 
@@ -243,27 +244,29 @@ def test_a_job_moves_the_metrics_and_logs_each_stage(
     assert WORKER_SERIES <= names(worker), WORKER_SERIES - names(worker)
     # The gunicorn workers' counts add up: every poll is counted whichever process answered.
     get_job = {"endpoint": "jobs.get_job", "status": "200"}
-    assert moved(api_before, api, "request_duration_seconds_count", **get_job) == polls
-    assert moved(api_before, api, "jobs_total", status="queued") == 1
-    assert value(api, "queue_depth", queue="gpu") is not None
+    assert moved(api_before, api, "cutout_request_duration_seconds_count", **get_job) == polls
+    assert moved(api_before, api, "cutout_jobs_total", status="queued") == 1
+    assert value(api, "cutout_queue_depth", queue="gpu") is not None
 
     # The engine is whatever `auto` chose on this machine (eager without an engines report).
-    (engine,) = {dict(lbl)["engine"] for n, lbl in worker if n == "model_inference_seconds_count"}
+    (engine,) = {
+        dict(lbl)["engine"] for n, lbl in worker if n == "cutout_model_inference_seconds_count"
+    }
     for name, labels in [
-        ("jobs_total", {"status": "succeeded"}),
-        ("job_duration_seconds_count", {"outcome": "succeeded"}),
-        ("model_inference_seconds_count", {"engine": engine}),
-        ("batch_size_count", {}),
-        ("decode_seconds_count", {}),
-        ("effect_processing_seconds_count", {}),
-        ("encode_seconds_count", {}),
-        ("store_seconds_count", {}),
-        ("images_processed_total", {}),
+        ("cutout_jobs_total", {"status": "succeeded"}),
+        ("cutout_job_duration_seconds_count", {"outcome": "succeeded"}),
+        ("cutout_model_inference_seconds_count", {"engine": engine}),
+        ("cutout_batch_size_count", {}),
+        ("cutout_decode_seconds_count", {}),
+        ("cutout_effect_processing_seconds_count", {}),
+        ("cutout_encode_seconds_count", {}),
+        ("cutout_store_seconds_count", {}),
+        ("cutout_images_processed_total", {}),
     ]:
         assert moved(worker_before, worker, name, **labels) == 1, name
-    assert moved(worker_before, worker, "worker_busy_seconds_total") > 0
-    assert value(worker, "cold_start_duration_seconds", phase="total") > 0  # type: ignore[operator]
-    assert value(worker, "cost_per_1k_images", basis="busy") > 0  # type: ignore[operator]
+    assert moved(worker_before, worker, "cutout_worker_busy_seconds_total") > 0
+    assert value(worker, "cutout_cold_start_duration_seconds", phase="total") > 0  # type: ignore[operator]
+    assert value(worker, "cutout_cost_per_1k_images", basis="busy") > 0  # type: ignore[operator]
     if not read_gpus():
         assert not {n for n in names(worker) if n.startswith("gpu_")}
     check_stage_logs(stack, job)

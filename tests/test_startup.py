@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.redis_server import free_port
+from devtools.redis_server import free_port
 from tests.conftest import S3Server, _stop, stack_env, start_api, start_worker
 
 

@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import pytest
 import redis
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from storage.jobs import JobStore, now_iso
-from storage.local import LocalStore
-from storage.outbound import (
+from jobs.record import JobRecord, WebhookState, now_iso
+from jobs.store import Change, JobStore
+from jobs.webhooks.delivery import WebhookSender, backoff, judge
+from jobs.webhooks.outbound import (
     ForbiddenTarget,
     InvalidTarget,
     Reply,
@@ -26,9 +28,11 @@ from storage.outbound import (
     is_reachable,
     system_resolve,
 )
-from storage.webhooks import WebhookSettings, new_webhook, parse_networks
-from tasks.webhook_delivery import WebhookSender, backoff, judge
+from jobs.webhooks.settings import WebhookSettings, parse_networks
+from storage.local import LocalStore
+from storage.result_cache import StoredOutput
 from tests.conftest import WebhookReceiver
+from tests.records import job_record
 
 LOOPBACK = parse_networks("127.0.0.0/8")
 
@@ -61,23 +65,16 @@ def jobs(redis_client: redis.Redis) -> JobStore:
 
 def finished_job(jobs: JobStore, url: str, status: str = "succeeded") -> str:
     job_id = os.urandom(8).hex()
+    color = StoredOutput("results/ab/color.png", "image/png", 64, 48, 100)
     jobs.create(
-        {
-            "id": job_id,
-            "status": status,
-            "created_at": now_iso(),
-            "completed_at": now_iso(),
-            "options": {"effects": ["color"], "max_size": 64, "format": "png"},
-            "outputs": {
-                "color": {
-                    "key": "results/ab/color.png",
-                    "content_type": "image/png",
-                    "width": 64,
-                    "height": 48,
-                },
-            },  # fmt: skip
-            "webhook": new_webhook(url),
-        }
+        job_record(
+            job_id,
+            status,
+            format="png",
+            completed_at=now_iso(),
+            outputs={"color": color},
+            webhook=WebhookState(url),
+        )
     )
     return job_id
 
@@ -102,10 +99,10 @@ def test_a_delivered_webhook_verifies_with_either_secret(
     assert got.headers["webhook-id"] == f"msg_{job_id}"
     with pytest.raises(WebhookVerificationError, match="No matching signature"):
         Webhook(make_secret()).verify(got.body, got.headers)
-    hook = jobs.get(job_id)["webhook"]  # type: ignore[index]
-    assert hook["state"] == "delivered" and hook["attempts"] == 1
-    assert hook["last_status"] == 200 and hook["delivered_at"]
-    assert [h["status"] for h in hook["history"]] == [200]
+    hook = jobs.get(job_id).webhook  # type: ignore[union-attr]
+    assert hook.state == "delivered" and hook.attempts == 1
+    assert hook.last_status == 200 and hook.delivered_at
+    assert [h.status for h in hook.history] == [200]
 
 
 def test_5xx_and_429_are_retried_with_backoff_and_retry_after(
@@ -117,21 +114,21 @@ def test_5xx_and_429_are_retried_with_backoff_and_retry_after(
     first = send.attempt(job_id, 1)
     assert first is not None and 0.05 <= first <= 0.1
     assert send.attempt(job_id, 2) == 7.0, "Retry-After outweighs the short backoff"
-    assert jobs.get(job_id)["webhook"]["state"] == "retrying"  # type: ignore[index]
+    assert jobs.get(job_id).webhook.state == "retrying"  # type: ignore[union-attr]
     assert send.attempt(job_id, 3) is None
     got = webhook_receiver.received("/hook")
     assert len({r.headers["webhook-id"] for r in got}) == 1, "one id across retries"
     for request in got:
         Webhook(OLD_SECRET).verify(request.body, request.headers)
-    hook = jobs.get(job_id)["webhook"]  # type: ignore[index]
-    assert [h["status"] for h in hook["history"]] == [503, 429, 200]
-    assert hook["attempts"] == 3 and hook["state"] == "delivered"
+    hook = jobs.get(job_id).webhook  # type: ignore[union-attr]
+    assert [h.status for h in hook.history] == [503, 429, 200]
+    assert hook.attempts == 3 and hook.state == "delivered"
 
 
 def test_every_attempt_reports_its_outcome_to_the_metrics(
     jobs: JobStore, webhook_receiver: WebhookReceiver, tmp_path: Path
 ) -> None:
-    from tasks import metrics
+    from observability import metrics
     from tasks.webhook import _count_delivery
 
     def count(outcome: str) -> float:
@@ -157,9 +154,9 @@ def test_a_redirect_is_a_failure_and_is_not_followed(
     job_id = finished_job(jobs, url)
     assert sender(jobs, tmp_path).attempt(job_id, 1) is None
     assert webhook_receiver.received("/moved") == []
-    hook = jobs.get(job_id)["webhook"]  # type: ignore[index]
-    assert hook["state"] == "failed" and hook["last_status"] == 302
-    assert "redirect" in hook["last_error"]
+    hook = jobs.get(job_id).webhook  # type: ignore[union-attr]
+    assert hook.state == "failed" and hook.last_status == 302
+    assert "redirect" in hook.last_error
 
 
 @pytest.mark.parametrize(("status", "state"), [(410, "gone"), (404, "failed"), (400, "failed")])
@@ -168,7 +165,7 @@ def test_gone_and_other_4xx_stop(
 ) -> None:
     job_id = finished_job(jobs, webhook_receiver.answer("/hook", (status, {})))
     assert sender(jobs, tmp_path).attempt(job_id, 1) is None
-    assert jobs.get(job_id)["webhook"]["state"] == state  # type: ignore[index]
+    assert jobs.get(job_id).webhook.state == state  # type: ignore[union-attr]
 
 
 def test_timeouts_and_refused_connections_are_retried(
@@ -177,14 +174,14 @@ def test_timeouts_and_refused_connections_are_retried(
     webhook_receiver.delay = 1.5
     job_id = finished_job(jobs, webhook_receiver.url("/slow"))
     assert sender(jobs, tmp_path, read_timeout=0.3).attempt(job_id, 1) is not None
-    hook = jobs.get(job_id)["webhook"]  # type: ignore[index]
-    assert hook["last_status"] is None and "Timeout" in hook["last_error"]
+    hook = jobs.get(job_id).webhook  # type: ignore[union-attr]
+    assert hook.last_status is None and "Timeout" in hook.last_error
 
-    from storage.redis_server import free_port
+    from devtools.redis_server import free_port
 
     closed = finished_job(jobs, f"http://127.0.0.1:{free_port()}/")
     assert sender(jobs, tmp_path).attempt(closed, 1) is not None
-    assert "cannot connect" in jobs.get(closed)["webhook"]["last_error"]  # type: ignore[index]
+    assert "cannot connect" in jobs.get(closed).webhook.last_error  # type: ignore[union-attr]
 
 
 def test_retries_stop_once_the_window_is_spent() -> None:
@@ -215,8 +212,8 @@ def test_a_loopback_receiver_that_is_not_allowlisted_is_never_contacted(
     job_id = finished_job(jobs, webhook_receiver.url("/hook"))
     assert sender(jobs, tmp_path, allow=()).attempt(job_id, 1) is None
     assert webhook_receiver.connections == 0
-    hook = jobs.get(job_id)["webhook"]  # type: ignore[index]
-    assert hook["state"] == "failed" and "not a public address" in hook["last_error"]
+    hook = jobs.get(job_id).webhook  # type: ignore[union-attr]
+    assert hook.state == "failed" and "not a public address" in hook.last_error
 
 
 def test_the_connection_goes_to_the_checked_address(
@@ -293,21 +290,25 @@ def test_secrets_must_be_whsec_base64_of_24_bytes() -> None:
 
 def test_the_terminal_hook_fires_once_per_job(redis_client: redis.Redis) -> None:
     ended: list[tuple[str, str]] = []
-    store = JobStore(redis_client, on_terminal=lambda r: ended.append((r["id"], r["status"])))
-    store.create({"id": "a", "status": "queued", "created_at": now_iso()})
-    store.update("a", {"status": "processing"})
-    store.update("a", {"status": "canceled"})
-    store.update("a", {"status": "succeeded"})  # terminal to terminal: not a new ending
-    store.update("a", {"webhook": {"state": "delivered"}})
-    store.create({"id": "b", "status": "succeeded", "created_at": now_iso()})  # a cache hit
+    store = JobStore(redis_client, on_terminal=lambda r: ended.append((r.id, r.status)))
+
+    def becomes(status: str) -> Change:
+        return lambda r: replace(r, status=status)
+
+    store.create(job_record("a"))
+    store.update("a", becomes("processing"))
+    store.update("a", becomes("canceled"))
+    store.update("a", becomes("succeeded"))  # terminal to terminal: not a new ending
+    store.update("a", lambda r: replace(r, webhook=WebhookState("http://x", "delivered")))
+    store.create(job_record("b", "succeeded"))  # a cache hit
     assert ended == [("a", "canceled"), ("b", "succeeded")]
 
 
 def test_the_hook_failing_leaves_the_job_ended(redis_client: redis.Redis) -> None:
-    def broken(record: dict[str, Any]) -> None:
+    def broken(record: JobRecord) -> None:
         raise ConnectionError("broker down")
 
     store = JobStore(redis_client, on_terminal=broken)
-    store.create({"id": "c", "status": "queued", "created_at": now_iso()})
-    assert store.update("c", {"status": "failed"})["status"] == "failed"  # type: ignore[index]
+    store.create(job_record("c"))
+    assert store.update("c", lambda r: replace(r, status="failed")).status == "failed"  # type: ignore[union-attr]
     assert json.loads(redis_client.get("cutout:job:c"))["status"] == "failed"  # type: ignore[arg-type]

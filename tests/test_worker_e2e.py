@@ -1,6 +1,7 @@
-"""The gpu worker as it runs for real (gunicorn, Redis, a Celery worker process): batches in
-flight overlapping, a preview visible while its job runs, and no job lost when the worker is
-killed with SIGKILL in the middle of a batch. The last test replaces the stack's worker."""
+"""The gpu worker as it runs for real (gunicorn, Redis, a Celery worker process): readiness
+that drops a worker as it shuts down, batches in flight overlapping, a preview visible while
+its job runs, and no job lost when the worker is killed with SIGKILL in the middle of a batch.
+The last test replaces the stack's worker."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import time
 from typing import Any
 
 import pytest
+import redis
 import requests
 from PIL import Image
 
 from bench.photos import phone_jpeg
+from devtools.redis_server import free_port
 from tests.conftest import Stack, _stop, start_worker, wait_for_gpu_worker, wait_until
 from tests.test_service_e2e import fetch_image, poll, submit
 
@@ -52,6 +55,34 @@ def processing(stack: Stack, locations: list[str]) -> None:
         "a job to start",
         interval=0.05,
     )
+
+
+def gpu_workers(stack: Stack) -> int:
+    ready = requests.get(f"{stack.api_url}/readyz", timeout=10).json()
+    return int(ready["checks"]["gpu_workers"])
+
+
+def test_a_worker_that_shuts_down_leaves_readiness_at_once(stack: Stack) -> None:
+    """Stopped (SIGTERM), a second worker is gone from the heartbeats as soon as its process
+    ends, not once its last beat is stale (15 s)."""
+    client = redis.Redis.from_url(stack.redis_url)
+    key = "cutout:workers:gpu"  # jobs.heartbeats' sorted set of the gpu queue's workers
+
+    def second_member() -> str | None:
+        names = [m.decode() for m in client.zrange(key, 0, -1)]
+        return next((n for n in names if n.startswith("gpu-second@")), None)
+
+    env = {**stack.env, "CUTOUT_METRICS_PORT": str(free_port())}
+    second = start_worker(env, stack.logs, "gpu-second")
+    try:
+        member = wait_until(second_member, 180, "the second worker's heartbeat")
+        assert gpu_workers(stack) == 2
+    finally:
+        _stop(second)
+    assert second.returncode is not None
+    # Read before anything prunes stale entries: only the worker itself could have removed it.
+    assert client.zscore(key, member) is None, "it withdrew its heartbeat as it shut down"
+    assert gpu_workers(stack) == 1, "the stack's own worker is still counted"
 
 
 def test_the_next_batch_decodes_while_this_one_is_on_the_device(

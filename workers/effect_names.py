@@ -1,13 +1,6 @@
-"""The effect names and their definition version, importable without torch (the API uses them)."""
+"""The effect names, for ``workers/pipeline.py``'s import until its rewrite (issue 14) imports
+them from ``contract.effects``, where they live."""
 
-from __future__ import annotations
+from contract.effects import EFFECT_NAMES
 
-EFFECT_NAMES: tuple[str, ...] = ("color", "enhancedblackwhite", "popart", "dithering")
-
-# Bump when an effect's output changes: it is part of every content key, so cached results
-# made by an older definition are never served for a newer one.
-EFFECTS_VERSION = "2"
-
-# webp: RGBA WebP; png: RGBA PNG; jpg+mask: each effect without alpha (JPEG where lossy is
-# fine) plus one shared greyscale mask. See workers/outputs.py for the codec of each effect.
-OUTPUT_FORMATS: tuple[str, ...] = ("webp", "png", "jpg+mask")
+__all__ = ["EFFECT_NAMES"]

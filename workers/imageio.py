@@ -1,9 +1,9 @@
-"""Image bytes in and out: sniffing, header-only probing, decoding, encoding.
+"""Image bytes in and out: decoding and encoding. Sniffing and header probing are the upload
+contract's (``contract.formats``), shared with the API.
 
-Probing never decodes pixels, so a decompression bomb is refused from its header. Decoding
-applies the EXIF orientation, reads JPEGs at the smallest DCT scale that still covers both the
-outputs and the model's input (Pillow's draft mode), and keeps an RGB ICC profile (an iPhone's
-Display P3) for the outputs.
+Decoding applies the EXIF orientation, reads JPEGs at the smallest DCT scale that still covers
+both the outputs and the model's input (Pillow's draft mode), and keeps an RGB ICC profile (an
+iPhone's Display P3) for the outputs.
 """
 
 from __future__ import annotations
@@ -14,22 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
-
-
-class InvalidImage(ValueError):
-    """The bytes are not a decodable image of a supported type."""
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    format: str  # jpeg | png | webp | heic
-    width: int
-    height: int
-
-    @property
-    def megapixels(self) -> float:
-        return self.width * self.height / 1e6
+from contract.formats import ImageInfo, InvalidImage, open_image, probe
 
 
 @dataclass
@@ -43,57 +28,15 @@ class DecodedImage:
     read_size: tuple[int, int] = (0, 0)  # what the decoder read (a JPEG: after DCT scaling)
 
 
-def _register_heif() -> None:
-    from pillow_heif import register_heif_opener
-
-    register_heif_opener()
-
-
-def sniff(data: bytes) -> str | None:
-    """The real type from magic bytes: ``jpeg``, ``png``, ``webp``, ``heic`` or None."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-        return "heic"
-    return None
-
-
-def _open(data: bytes) -> Image.Image:
-    fmt = sniff(data)
-    if fmt is None:
-        raise InvalidImage("not a JPEG, PNG, WebP or HEIC image")
-    if fmt == "heic":
-        _register_heif()
-    # The pixel-count limit is ours (checked on the header by the caller), not Pillow's.
-    Image.MAX_IMAGE_PIXELS = None
-    try:
-        return Image.open(io.BytesIO(data), formats=None)
-    except Exception as exc:
-        raise InvalidImage(f"cannot read the {fmt} header: {exc}") from exc
-
-
-def probe(data: bytes) -> ImageInfo:
-    """Type and stored size from the header alone (no pixel decode)."""
-    fmt = sniff(data)
-    with _open(data) as img:
-        width, height = img.size
-    assert fmt is not None
-    return ImageInfo(fmt, width, height)
-
-
 def header_icc_profile(data: bytes) -> bytes | None:
     """The photo's RGB ICC profile, read from its header (no pixel decode)."""
-    with _open(data) as img:
+    with open_image(data) as img:
         return _rgb_profile(img.info.get("icc_profile"))
 
 
 def header_orientation(data: bytes) -> int:
     """The EXIF orientation (1–8) from the header (no pixel decode); 1 where there is none."""
-    with _open(data) as img:
+    with open_image(data) as img:
         value = img.getexif().get(0x0112, 1)
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -116,7 +59,7 @@ def decode(data: bytes, max_side: int, model_side: int = 0) -> DecodedImage:
     scale (1/8, 1/4, 1/2 or 1) that still covers both.
     """
     info = probe(data)
-    img = _open(data)
+    img = open_image(data)
     try:
         icc = _rgb_profile(img.info.get("icc_profile"))
         orientation = img.getexif().get(0x0112, 1) if info.format != "heic" else 1

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract import batching
+
 # CUTOUT_ENGINE's choices; ``workers.engines.registry.ENGINES`` holds one engine per name after
 # "auto" (a test keeps the two in step; settings must not import torch to validate a name).
 ENGINE_CHOICES = ("auto", "eager", "half", "compiled", "onnxruntime", "int8", "tensorrt")
@@ -19,7 +21,7 @@ class WorkerSettings:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     encode_threads: int = 0  # 0: one per CPU core
     engine: str = "auto"  # one of ENGINE_CHOICES
-    max_batch: int = 8  # the batcher's flush size (CUTOUT_FLUSH_EVERY)
+    max_batch: int = batching.DEFAULT_FLUSH_EVERY  # the batcher's flush size
     # Adaptive quality: while more than this many jobs wait on the gpu queue, jobs run at the
     # reduced model input (0: never), if the engine takes it and the quality gate allowed it.
     adaptive_queue_depth: int = 0
@@ -57,7 +59,7 @@ class WorkerSettings:
             device=env.get("CUTOUT_DEVICE", default.device),
             encode_threads=int(env.get("CUTOUT_ENCODE_THREADS", default.encode_threads)),
             engine=env.get("CUTOUT_ENGINE", default.engine).strip().lower(),
-            max_batch=int(env.get("CUTOUT_FLUSH_EVERY", default.max_batch)),
+            max_batch=batching.flush_every(env),
             adaptive_queue_depth=int(
                 env.get("CUTOUT_ADAPTIVE_QUEUE_DEPTH", default.adaptive_queue_depth)
             ),

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from contract.effects import EFFECT_NAMES, EFFECTS_VERSION
 from tests.conftest import PHOTO_NAMES, photo_jpeg
-from workers.effect_names import EFFECT_NAMES, EFFECTS_VERSION
 from workers.effects import apply_effects
 from workers.imageio import decode
 

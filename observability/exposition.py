@@ -1,8 +1,8 @@
 """Serving the metrics: a registry per exposing process, the GPU collector, the worker's port.
 
-In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``tasks/metrics_dir.py``) the registry
-sums every process's files; otherwise it is this process's own metrics. Collectors given here
-are read at each scrape.
+In multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``metrics_dir.py``) the registry sums
+every process's files; otherwise it is this process's own metrics. Collectors given here are
+read at each scrape.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_h
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from tasks import metrics
-from workers.gpu_stats import read_gpus
+from observability import metrics
+from observability.gpu_stats import read_gpus
 
 log = logging.getLogger("cutout.metrics")
 
@@ -43,18 +43,21 @@ def build_registry(*collectors: Collector) -> CollectorRegistry:
 
 
 class GpuCollector:
-    """``gpu_memory_bytes``, ``gpu_memory_total_bytes`` and ``gpu_utilization_ratio`` per GPU,
-    read from NVML at each scrape; none at all where NVML is absent."""
+    """``cutout_gpu_memory_bytes``, ``cutout_gpu_memory_total_bytes`` and
+    ``cutout_gpu_utilization_ratio`` per GPU, read from NVML at each scrape; none at all where
+    NVML is absent."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         readings = read_gpus()
         if not readings:
             return
         labels = ["gpu", "uuid", "name"]
-        used = GaugeMetricFamily("gpu_memory_bytes", "GPU memory in use", labels=labels)
-        total = GaugeMetricFamily("gpu_memory_total_bytes", "GPU memory in all", labels=labels)
+        used = GaugeMetricFamily("cutout_gpu_memory_bytes", "GPU memory in use", labels=labels)
+        total = GaugeMetricFamily(
+            "cutout_gpu_memory_total_bytes", "GPU memory in all", labels=labels
+        )
         busy = GaugeMetricFamily(
-            "gpu_utilization_ratio", "Share of time a kernel was running", labels=labels
+            "cutout_gpu_utilization_ratio", "Share of time a kernel was running", labels=labels
         )
         for r in readings:
             values = [str(r.index), r.uuid, r.name]

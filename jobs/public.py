@@ -5,9 +5,12 @@ Shared by the API (answers) and the webhook sender (payloads), so both show the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from jobs.record import JobRecord
 from storage.base import ObjectStore
+from storage.result_cache import StoredOutput
 
 PUBLIC_FIELDS = (
     "id",
@@ -23,7 +26,7 @@ PUBLIC_FIELDS = (
     "computed",  # the outputs this job's worker computed (the rest came from the cache)
     "error",
 )
-# Delivery state of the job's webhook; its lease ("claim") is internal.
+# Delivery state of the job's webhook; its lease ("claim") and start are internal.
 WEBHOOK_FIELDS = (
     "url",
     "state",
@@ -40,25 +43,27 @@ def absolute(url: str, base_url: str) -> str:
     return base_url.rstrip("/") + url if url.startswith("/") else url
 
 
-def public_job(record: dict[str, Any], store: ObjectStore, base_url: str) -> dict[str, Any]:
-    """The job as clients see it; relative storage URLs are made absolute on ``base_url``."""
-    body = {field: record.get(field) for field in PUBLIC_FIELDS}
+def public_job(record: JobRecord, store: ObjectStore, base_url: str) -> dict[str, Any]:
+    """The job as clients see it (``PUBLIC_FIELDS``, then its outputs, preview, timings and
+    webhook); relative storage URLs are made absolute on ``base_url``."""
 
-    def links(outputs: dict[str, Any]) -> dict[str, Any]:
+    def links(outputs: Mapping[str, StoredOutput]) -> dict[str, Any]:
         return {
             name: {
-                "url": absolute(store.url(out["key"]), base_url),
-                "content_type": out["content_type"],
-                "width": out["width"],
-                "height": out["height"],
+                "url": absolute(store.url(out.key), base_url),
+                "content_type": out.content_type,
+                "width": out.width,
+                "height": out.height,
             }
             for name, out in outputs.items()
         }
 
-    body["outputs"] = links(record.get("outputs") or {})
+    data = record.to_dict()
+    body = {field: data[field] for field in PUBLIC_FIELDS}
+    body["outputs"] = links(record.outputs)
     # Small WebPs of the effects, stored while the job still runs when it asked for them.
-    body["preview"] = links(record["preview"]) if record.get("preview") else None
-    body["timings"] = record.get("timings") or {}
-    if record.get("webhook"):
-        body["webhook"] = {field: record["webhook"].get(field) for field in WEBHOOK_FIELDS}
+    body["preview"] = links(record.preview) if record.preview else None
+    body["timings"] = dict(record.timings)
+    if record.webhook is not None:
+        body["webhook"] = {field: data["webhook"][field] for field in WEBHOOK_FIELDS}
     return body

@@ -4,10 +4,10 @@ No Celery here: the task hands over job ids and gets back each job's terminal st
 job computes only the outputs the result cache lacks when it starts; how a job ends (and what
 becomes of identical jobs attached to it) is the dispatcher's business, and what is recorded
 when it ends (metrics, the terminal log line, the webhook) the job store's hook's
-(``tasks/job_end.py``). Several batches may run at once (one per thread of the worker's pool);
+(``jobs/end_hook.py``). Several batches may run at once (one per thread of the worker's pool);
 the pipeline takes them through the device one at a time.
 
-Under load (``tasks/adaptive.py``) a batch may run at a reduced model input; a job does only if
+Under load (``jobs/adaptive.py``) a batch may run at a reduced model input; a job does only if
 nothing it needs is cached (a cached mask would not match effects cut from a new one). Its
 outputs are stored under a content key of their own (the job's plus the input size) and never
 enter the result cache, so the cache only ever answers with full-quality results; jobs attached
@@ -19,19 +19,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
-from storage.dispatch import Dispatcher
-from storage.jobs import TERMINAL, ms_between, now_iso, unless_ended
+from jobs.adaptive import AdaptiveQuality
+from jobs.dispatch import Dispatcher
+from jobs.record import JobRecord, ms_between, now_iso
+from jobs.store import unless_ended
+from jobs.work import Batch, Encoded, Outcome, Processor, Work
+from observability import metrics
+from observability.cost import BusyClock, CostMeter
+from observability.logs import log_job_stage
 from storage.keys import content_key, result_key, staging_key
-from storage.result_cache import Output, output_names
-from tasks import metrics
-from tasks.adaptive import AdaptiveQuality
-from tasks.cost import BusyClock, CostMeter
-from tasks.logs import log_job_stage
-from workers.pipeline import BatchResult, EncodedOutput, JobInput, JobOutcome, Pipeline
+from storage.result_cache import StoredOutput, output_names
 
 log = logging.getLogger("cutout.jobs")
 
@@ -42,16 +42,16 @@ def _ms(seconds: float) -> float:
 
 @dataclass(frozen=True)
 class Started:
-    record: dict[str, Any]
-    cached: dict[str, Output]  # the outputs it needs that were cached when it started
-    input: JobInput  # asks the pipeline for the missing effects only
+    record: JobRecord
+    cached: Mapping[str, StoredOutput]  # the outputs it needs that were cached when it started
+    work: Work  # asks the pipeline for the missing effects only
 
 
 class JobRunner:
     def __init__(
         self,
         dispatcher: Dispatcher,
-        pipeline: Pipeline,
+        processor: Processor,
         cost: CostMeter | None = None,
         quality: AdaptiveQuality | None = None,
     ) -> None:
@@ -59,7 +59,7 @@ class JobRunner:
         self.jobs = dispatcher.jobs
         self.store = dispatcher.store
         self.cache = dispatcher.cache
-        self.pipeline = pipeline
+        self.processor = processor
         self.cost = cost
         self.quality = quality
         self.busy = BusyClock()
@@ -92,10 +92,10 @@ class JobRunner:
         if not started:
             return 0
 
-        def publish(job_id: str, previews: list[EncodedOutput]) -> None:
+        def publish(job_id: str, previews: Sequence[Encoded]) -> None:
             self._publish_preview(started[job_id], previews, batch_id)
 
-        result = self.pipeline.process([s.input for s in started.values()], publish)
+        result = self.processor.process([s.work for s in started.values()], publish)
         stored_from = time.time()
         for outcome in result.outcomes:
             log_job_stage(
@@ -109,12 +109,18 @@ class JobRunner:
             )
             metrics.record_job_stages(outcome.timings)
             statuses[outcome.job_id] = self._finish(started[outcome.job_id], outcome)
-        result.spans["store"] = (round(stored_from, 3), round(time.time(), 3))
-        self._record_batch(result, time.perf_counter() - began, batch_id)
+        spans = {**result.spans, "store": (round(stored_from, 3), round(time.time(), 3))}
+        self._record_batch(result, spans, time.perf_counter() - began, batch_id)
         return len(result.outcomes)
 
-    def _record_batch(self, result: BatchResult, seconds: float, batch_id: str) -> None:
-        engine = self.pipeline.segmenter.engine.name
+    def _record_batch(
+        self,
+        result: Batch,
+        spans: Mapping[str, tuple[float, float]],
+        seconds: float,
+        batch_id: str,
+    ) -> None:
+        engine = self.processor.engine
         for call in result.model_calls:
             metrics.record_model_call(engine, call.seconds, call.images)
         metrics.REDUCED_INPUT.inc(sum(1 for o in result.outcomes if self._reduced(o.model_input)))
@@ -133,7 +139,7 @@ class JobRunner:
                 "job_ids": [o.job_id for o in result.outcomes],
                 "engine": engine,
                 "model_calls": calls,
-                "spans": result.spans,  # stage → [start, end], epoch seconds
+                "spans": dict(spans),  # stage → [start, end], epoch seconds
                 "timings": {
                     "inference_ms": _ms(sum(c.seconds for c in result.model_calls)),
                     "batch_ms": _ms(seconds),
@@ -147,101 +153,97 @@ class JobRunner:
         record = self._start(job_id, batch_id)
         if record is None:
             return None
-        if record["status"] != "processing":
+        if record.status != "processing":
             self.dispatcher.settle(record)  # a canceled leader's followers run on their own
-            return str(record["status"])
-        options = record["options"]
-        names = output_names(options["effects"])
-        cached = self.cache.lookup(record["content_key"], names)
+            return record.status
+        options = record.options
+        names = output_names(options.effects)
+        cached = self.cache.lookup(record.content_key, names)
         if len(cached) == len(names):  # computed meanwhile (or before a redelivery)
-            return self._end(job_id, cached, computed=[])
+            return self._end(job_id, cached, lambda r: replace(r, computed=()))
         try:
             data = self.store.open(staging_key(job_id))
         except FileNotFoundError:
             return self.fail(job_id, "input_missing", "the staged upload is gone")
-        missing = tuple(e for e in options["effects"] if e not in cached)
-        job = JobInput(
+        work = Work(
             job_id,
             data,
-            missing,
-            options["max_size"],
-            options["format"],
+            tuple(e for e in options.effects if e not in cached),
+            options.max_size,
+            options.format,
             model_input=None if cached else reduced,  # a cached mask must match new effects
-            preview=bool(options.get("preview")),
+            preview=options.preview,
         )
-        return Started(record, cached, job)
+        return Started(record, cached, work)
 
-    def _start(self, job_id: str, batch_id: str) -> dict[str, Any] | None:
-        def begin(current: dict[str, Any]) -> dict[str, Any] | None:
-            if current["status"] in TERMINAL:
+    def _start(self, job_id: str, batch_id: str) -> JobRecord | None:
+        def begin(current: JobRecord) -> JobRecord | None:
+            if current.ended:
                 return None  # canceled before it ran, or already done (a redelivery)
             started = now_iso()
-            return {
-                "status": "processing",
-                "started_at": started,
-                "batch_id": batch_id,  # internal: ties the job's terminal log line to its batch
-                "timings": {
-                    **current.get("timings", {}),
-                    "queue_ms": ms_between(current["created_at"], started),
-                },
-            }
+            queue_ms = ms_between(current.created_at, started)
+            return replace(
+                current,
+                status="processing",
+                started_at=started,
+                batch_id=batch_id,
+                timings={**current.timings, "queue_ms": queue_ms},
+            )
 
         record = self.jobs.update(job_id, begin)
         if record is None:
             log.warning("job %s expired before it ran", job_id)
-        elif record["status"] == "processing":
-            queue_ms = {"queue_ms": record["timings"]["queue_ms"]}
-            log_job_stage("started", job_id, batch_id, queue_ms)
+        elif record.status == "processing":
+            log_job_stage("started", job_id, batch_id, {"queue_ms": record.timings["queue_ms"]})
         return record
 
     def fail(self, job_id: str, code: str, message: str) -> str:
         """End a job as failed (unless it already ended) and drop its staged input."""
         return self.dispatcher.fail(job_id, code, message)
 
-    def _end(self, job_id: str, outputs: dict[str, Output], **fields: Any) -> str:
-        record = self.dispatcher.finish(job_id, outputs, **fields)
-        return record["status"] if record else "succeeded"
+    def _end(
+        self,
+        job_id: str,
+        outputs: Mapping[str, StoredOutput],
+        fill: Callable[[JobRecord], JobRecord],
+    ) -> str:
+        record = self.dispatcher.finish(job_id, outputs, fill)
+        return record.status if record else "succeeded"
 
     def _reduced(self, model_input: int | None) -> bool:
-        return bool(model_input) and model_input != self.pipeline.segmenter.config.input_size
+        return bool(model_input) and model_input != self.processor.input_size
 
-    def _results_key(self, record: dict[str, Any], model_input: int | None) -> str:
+    def _results_key(self, record: JobRecord, model_input: int | None) -> str:
         """Where the job's outputs go: under its content key, or, at a reduced input, under a
         key of their own, so they never stand in for the full-quality outputs."""
         if self._reduced(model_input):
-            return content_key([record["content_key"], f"model_input={model_input}"])
-        return str(record["content_key"])
+            return content_key([record.content_key, f"model_input={model_input}"])
+        return record.content_key
 
-    def _save(self, key: str, out: EncodedOutput) -> Output:
+    def _save(self, key: str, out: Encoded) -> StoredOutput:
         self.store.save(key, out.data, out.content_type, immutable=True)
-        return {
-            "key": key,
-            "content_type": out.content_type,
-            "width": out.width,
-            "height": out.height,
-            "bytes": len(out.data),
-        }
+        return StoredOutput(key, out.content_type, out.width, out.height, len(out.data))
 
     def _publish_preview(
-        self, started: Started, previews: list[EncodedOutput], batch_id: str
+        self, started: Started, previews: Sequence[Encoded], batch_id: str
     ) -> None:
         """Store the previews and put them on the record while the job still runs."""
         record = started.record
-        base = self._results_key(record, started.input.model_input)
+        base = self._results_key(record, started.work.model_input)
         saved = {
             out.name: self._save(result_key(base, f"preview-{out.name}", out.extension), out)
             for out in previews
         }
-        self.jobs.update(record["id"], unless_ended({"preview": saved}))
-        log_job_stage("preview", record["id"], batch_id, {}, outputs=list(saved))
+        self.jobs.update(record.id, unless_ended(lambda r: replace(r, preview=saved)))
+        log_job_stage("preview", record.id, batch_id, {}, outputs=list(saved))
 
-    def _finish(self, started: Started, outcome: JobOutcome) -> str:
+    def _finish(self, started: Started, outcome: Outcome) -> str:
         record, cached = started.record, started.cached
-        job_id = record["id"]
+        job_id = record.id
         if not outcome.ok:
             return self.fail(job_id, outcome.error_code or "failed", outcome.error_message or "")
         start = time.perf_counter()
-        computed: dict[str, Output] = {}
+        computed: dict[str, StoredOutput] = {}
         base = self._results_key(record, outcome.model_input)
         try:
             for out in outcome.outputs:
@@ -249,20 +251,21 @@ class JobRunner:
                     continue  # never overwrite what clients may already hold (the mask)
                 computed[out.name] = self._save(result_key(base, out.name, out.extension), out)
             if not self._reduced(outcome.model_input):
-                self.cache.store(record["content_key"], computed)
+                self.cache.store(record.content_key, computed)
         except Exception as exc:
             log.exception("storing outputs of job %s failed", job_id, extra={"job_id": job_id})
             return self.fail(job_id, "storage_error", f"could not store the outputs: {exc}")
-        outputs = {
-            name: computed.get(name) or cached[name]
-            for name in output_names(record["options"]["effects"])
-        }
+        names = output_names(record.options.effects)
+        outputs = {name: computed.get(name) or cached[name] for name in names}
         timings = {**outcome.timings, "store_ms": _ms(time.perf_counter() - start)}
-        return self._end(
-            job_id,
-            outputs,
-            timings=timings,
-            batch_size=outcome.batch_size,
-            model_input=outcome.model_input,
-            computed=list(computed),
-        )
+
+        def ran(r: JobRecord) -> JobRecord:
+            return replace(
+                r,
+                timings={**r.timings, **timings},
+                batch_size=outcome.batch_size,
+                model_input=outcome.model_input,
+                computed=tuple(computed),
+            )
+
+        return self._end(job_id, outputs, ran)

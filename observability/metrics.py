@@ -1,12 +1,12 @@
 """Every Prometheus metric of the service, defined once so every process records the same series.
 
-The API records requests, submissions and the result cache's answers (``cache_*``, counted
-where it looks a content key up); workers record job stages from the pipeline's timings
+The API records requests, submissions and the result cache's answers (``cutout_cache_*``,
+counted where it looks a content key up); workers record job stages from the pipeline's timings
 (``workers/`` knows nothing of Prometheus); a job's end is recorded once, by whichever process
-ended it (``tasks/job_end.py``); the webhook task counts each delivery attempt. Series read at
+ended it (``jobs/end_hook.py``); the webhook task counts each delivery attempt. Series read at
 scrape time (queue depth and age, GPU memory and utilisation) are collectors in
-``tasks/queue_stats.py`` and ``tasks/exposition.py``. Names are the plan's, without a prefix;
-README "Operations" lists them.
+``queue_stats.py`` and ``exposition.py``. Every name starts with ``cutout_``, as Prometheus's
+naming guide asks of an application's own metrics; README "Operations" lists them.
 """
 
 from __future__ import annotations
@@ -19,57 +19,61 @@ from prometheus_client import Counter, Gauge, Histogram
 _FAST = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 REQUEST_DURATION = Histogram(
-    "request_duration_seconds",
+    "cutout_request_duration_seconds",
     "HTTP requests, by Flask endpoint and status code",
     ["endpoint", "status"],
     buckets=(*_FAST, 30.0, 60.0, 120.0),
 )
 JOBS = Counter(
-    "jobs_total",
+    "cutout_jobs_total",
     "Jobs, by status: queued, each job the API queues or attaches to an identical running job; "
     "succeeded, failed, canceled, each job that ends (cache hits included), counted by the "
     "process that ended it",
     ["status"],
 )
 ERRORS = Counter(
-    "errors_total",
+    "cutout_errors_total",
     "Errors, by machine-readable code: API error responses and failed jobs",
     ["code"],
 )
 JOB_DURATION = Histogram(
-    "job_duration_seconds",
+    "cutout_job_duration_seconds",
     "Submit to terminal state, by outcome",
     ["outcome"],
     buckets=(0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600),
 )
-DECODE = Histogram("decode_seconds", "Decoding one job's upload", buckets=_FAST)
+DECODE = Histogram("cutout_decode_seconds", "Decoding one job's upload", buckets=_FAST)
 INFERENCE = Histogram(
-    "model_inference_seconds",
+    "cutout_model_inference_seconds",
     "One batch through the segmentation engine, by engine",
     ["engine"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60),
 )
-EFFECTS = Histogram("effect_processing_seconds", "All requested effects of one job", buckets=_FAST)
-ENCODE = Histogram("encode_seconds", "Encoding all outputs of one job", buckets=_FAST)
-STORE = Histogram("store_seconds", "Writing one job's outputs to storage", buckets=_FAST)
-BATCH_SIZE = Histogram(
-    "batch_size", "Images that went through the model together", buckets=(1, 2, 4, 8, 16, 32, 64)
+EFFECTS = Histogram(
+    "cutout_effect_processing_seconds", "All requested effects of one job", buckets=_FAST
 )
-BUSY = Counter("worker_busy_seconds_total", "Seconds this worker spent running batches")
-IMAGES = Counter("images_processed_total", "Images that went through a batch on this worker")
+ENCODE = Histogram("cutout_encode_seconds", "Encoding all outputs of one job", buckets=_FAST)
+STORE = Histogram("cutout_store_seconds", "Writing one job's outputs to storage", buckets=_FAST)
+BATCH_SIZE = Histogram(
+    "cutout_batch_size",
+    "Images that went through the model together",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+BUSY = Counter("cutout_worker_busy_seconds_total", "Seconds this worker spent running batches")
+IMAGES = Counter("cutout_images_processed_total", "Images that went through a batch on this worker")
 REDUCED_INPUT = Counter(
-    "reduced_input_images_total",
+    "cutout_reduced_input_images_total",
     "Images run at the reduced model input because the gpu queue was deep (adaptive quality)",
 )
 COLD_START = Gauge(
-    "cold_start_duration_seconds",
+    "cutout_cold_start_duration_seconds",
     "Worker start-up, by phase: load (weights and engine), warm_up, total (process start to "
     "ready for jobs)",
     ["phase"],
     multiprocess_mode="mostrecent",
 )
 COST = Gauge(
-    "cost_per_1k_images",
+    "cutout_cost_per_1k_images",
     "Dollars per 1000 images from CUTOUT_COST_PER_HOUR and the measured throughput; basis busy: "
     "while running batches (the cost at full load), wall: since the worker started (idle "
     "time included)",
@@ -78,16 +82,16 @@ COST = Gauge(
 )
 # Counted by the API processes (summed across gunicorn workers by multiprocess mode, across
 # replicas by the query), one per submission that reached the cache (idempotent repeats not).
-CACHE_HITS = Counter("cache_hits_total", "Submissions answered from the result cache")
+CACHE_HITS = Counter("cutout_cache_hits_total", "Submissions answered from the result cache")
 CACHE_MISSES = Counter(
-    "cache_misses_total",
+    "cutout_cache_misses_total",
     "Submissions the result cache could not answer, queued to compute all or some outputs",
 )
 CACHE_INFLIGHT_JOINS = Counter(
-    "cache_inflight_joins_total", "Submissions attached to an identical job still running"
+    "cutout_cache_inflight_joins_total", "Submissions attached to an identical job still running"
 )
 WEBHOOK_DELIVERIES = Counter(
-    "webhook_deliveries_total",
+    "cutout_webhook_deliveries_total",
     "Webhook delivery attempts, by outcome: delivered (2xx), retried (failed, will be tried "
     "again), failed (failed, given up)",
     ["outcome"],

@@ -3,7 +3,7 @@
 Each batch asks once how many jobs wait on the ``gpu`` queue (the broker's lists, as
 ``queue_depth`` counts them); deeper than the threshold, its jobs run at the reduced input.
 Results computed that way are stored apart and never enter the result cache (see
-``tasks/run_jobs.py``), so a later upload of the same photo still gets full quality.
+``jobs/runner.py``), so a later upload of the same photo still gets full quality.
 """
 
 from __future__ import annotations

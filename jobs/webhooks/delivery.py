@@ -15,13 +15,13 @@ import random
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
-from storage.base import ObjectStore
-from storage.jobs import TERMINAL, JobStore, Record, now_iso
-from storage.outbound import (
+from jobs.public import public_job
+from jobs.record import JobRecord, WebhookAttempt, WebhookClaim, now_iso
+from jobs.store import JobStore
+from jobs.webhooks.outbound import (
     ForbiddenTarget,
     InvalidTarget,
     Reply,
@@ -30,8 +30,9 @@ from storage.outbound import (
     post,
     system_resolve,
 )
-from storage.public_job import public_job
-from storage.webhooks import WebhookSettings, message_id, signed_headers
+from jobs.webhooks.settings import WebhookSettings
+from jobs.webhooks.signing import message_id, signed_headers
+from storage.base import ObjectStore
 
 log = logging.getLogger("cutout.webhooks")
 HISTORY = 20  # attempts kept on the job
@@ -50,11 +51,10 @@ def _iso(epoch: float) -> str:
     )
 
 
-def payload(record: Record, store: ObjectStore, base_url: str) -> bytes:
+def payload(record: JobRecord, store: ObjectStore, base_url: str) -> bytes:
     """The event: the public job (links, never image bytes), without its delivery state."""
-    data = public_job(record, store, base_url)
-    data.pop("webhook", None)
-    event = {"type": f"job.{record['status']}", "timestamp": record["completed_at"], "data": data}
+    data = public_job(replace(record, webhook=None), store, base_url)
+    event = {"type": f"job.{record.status}", "timestamp": record.completed_at, "data": data}
     return json.dumps(event, separators=(",", ":")).encode()
 
 
@@ -104,57 +104,54 @@ class WebhookSender:
     def attempt(self, job_id: str, number: int) -> float | None:
         """Make delivery attempt ``number``; seconds until the next one, or None when over."""
         record = self._claim(job_id, number)
-        if record is None:
+        if record is None or record.webhook is None:
             return None
-        hook = record["webhook"]
+        hook = record.webhook
+        first_attempt_at = hook.first_attempt_at or time.time()
         body = payload(record, self.store, self.settings.public_url)
         started = time.time()
         headers = signed_headers(self.settings.secrets, message_id(job_id), int(started), body)
         try:
-            target = check_target(hook["url"], self.settings.allow, self.resolve)
+            target = check_target(hook.url, self.settings.allow, self.resolve)
         except ForbiddenTarget as exc:
             reply, verdict = Reply(None, None, str(exc)), Verdict("failed", note="refused")
         except InvalidTarget as exc:  # DNS may come back: retried like a timeout
             reply = Reply(None, None, str(exc))
-            verdict = judge(
-                reply, number, started - hook["first_attempt_at"], self.settings, self.rng
-            )
+            verdict = judge(reply, number, started - first_attempt_at, self.settings, self.rng)
         else:
             reply = post(
                 target, body, headers, self.settings.connect_timeout, self.settings.read_timeout
             )
-            verdict = judge(
-                reply, number, started - hook["first_attempt_at"], self.settings, self.rng
-            )
+            verdict = judge(reply, number, started - first_attempt_at, self.settings, self.rng)
         self._record(job_id, number, started, reply, verdict)
         if self.on_verdict is not None:
             self.on_verdict(verdict)
         log.info("webhook of job %s, attempt %d: %s (%s)", job_id, number, verdict.state, reply)
         return verdict.retry_in
 
-    def _claim(self, job_id: str, number: int) -> Record | None:
+    def _claim(self, job_id: str, number: int) -> JobRecord | None:
         """Take attempt ``number`` unless it was made, or another worker holds it right now
         (a message the broker delivered twice); None when there is nothing to do."""
         token = uuid.uuid4().hex
         now = time.time()
         lease = self.settings.connect_timeout + self.settings.read_timeout + 30
 
-        def claim(current: Record) -> dict[str, Any] | None:
-            hook = current.get("webhook")
-            if current["status"] not in TERMINAL or not hook:
+        def claim(current: JobRecord) -> JobRecord | None:
+            hook = current.webhook
+            if not current.ended or hook is None:
                 return None
-            if hook["state"] not in ("pending", "retrying") or hook["attempts"] >= number:
+            if hook.state not in ("pending", "retrying") or hook.attempts >= number:
                 return None
-            held = hook.get("claim")
-            if held and held["attempt"] >= number and held["until"] > now:
+            held = hook.claim
+            if held and held.attempt >= number and held.until > now:
                 return None
-            first = hook.get("first_attempt_at") or now
-            taken = {"attempt": number, "until": now + lease, "token": token}
-            return {"webhook": {**hook, "claim": taken, "first_attempt_at": first}}
+            taken = WebhookClaim(number, now + lease, token)
+            first = hook.first_attempt_at or now
+            return replace(current, webhook=replace(hook, claim=taken, first_attempt_at=first))
 
         record = self.jobs.update(job_id, claim)
-        hook = (record or {}).get("webhook") or {}
-        if (hook.get("claim") or {}).get("token") != token:
+        hook = record.webhook if record is not None else None
+        if hook is None or hook.claim is None or hook.claim.token != token:
             return None
         if number == 1:  # keep the job (the payload) for as long as retries may run
             self.jobs.keep_for(job_id, int(self.settings.retry_for) + 3600)
@@ -163,31 +160,30 @@ class WebhookSender:
     def _record(
         self, job_id: str, number: int, started: float, reply: Reply, verdict: Verdict
     ) -> None:
-        entry = {
-            "attempt": number,
-            "at": _iso(started),
-            "status": reply.status,
-            "error": reply.error,
-            "ms": round((time.time() - started) * 1000, 2),
-        }
+        entry = WebhookAttempt(
+            attempt=number,
+            at=_iso(started),
+            status=reply.status,
+            error=reply.error,
+            ms=round((time.time() - started) * 1000, 2),
+        )
 
-        def apply(current: Record) -> dict[str, Any] | None:
-            hook = current.get("webhook")
-            if not hook:
+        def apply(current: JobRecord) -> JobRecord | None:
+            hook = current.webhook
+            if hook is None:
                 return None
             next_at = _iso(time.time() + verdict.retry_in) if verdict.retry_in is not None else None
-            return {
-                "webhook": {
-                    **hook,
-                    "state": verdict.state,
-                    "attempts": max(hook["attempts"], number),
-                    "last_status": reply.status,
-                    "last_error": reply.error or verdict.note,
-                    "delivered_at": now_iso() if verdict.state == "delivered" else None,
-                    "next_attempt_at": next_at,
-                    "history": (hook.get("history") or [])[-(HISTORY - 1) :] + [entry],
-                    "claim": None,
-                }
-            }
+            done = replace(
+                hook,
+                state=verdict.state,
+                attempts=max(hook.attempts, number),
+                last_status=reply.status,
+                last_error=reply.error or verdict.note,
+                delivered_at=now_iso() if verdict.state == "delivered" else None,
+                next_attempt_at=next_at,
+                history=(*hook.history[-(HISTORY - 1) :], entry),
+                claim=None,
+            )
+            return replace(current, webhook=done)
 
         self.jobs.update(job_id, apply)

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-from tasks import metrics
+from observability import metrics
 
 
 class CostMeter:

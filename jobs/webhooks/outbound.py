@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from storage.webhooks import Network
+from jobs.webhooks.settings import Network
 
 MAX_URL_LENGTH = 2048
 Resolver = Callable[[str, int], list[str]]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from jobs.dispatch import Dispatcher
+from jobs.store import JobStore
 from storage.base import ObjectStore
-from storage.dispatch import Dispatcher
-from storage.jobs import TERMINAL, JobStore
 
 STAGING_PREFIX = "staging/"
 
@@ -31,7 +31,7 @@ def remove_stale_staging(
     job_ids = [key.removeprefix(STAGING_PREFIX) for key in stale]
     removed = 0
     for key, record in zip(stale, jobs.get_many(job_ids), strict=True):
-        if record is None or record["status"] in TERMINAL:
+        if record is None or record.ended:
             store.delete(key)
             removed += 1
     return removed

@@ -1,0 +1,1 @@
+"""Helpers for development and the tests, never imported by the service itself."""

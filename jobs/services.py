@@ -1,0 +1,58 @@
+"""What a process needs to move jobs along, assembled in this one place: Redis, the job store
+(with the end hook), the object store, the result cache, the dispatcher, the queue and the
+workers' heartbeats. The API builds it once at start, a Celery worker once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from jobs.dispatch import Dispatcher
+from jobs.end_hook import job_end_hook
+from jobs.heartbeats import Heartbeats
+from jobs.queue import Enqueue, JobQueue, Producer
+from jobs.store import JobStore
+from storage import ObjectStore, StorageSettings, open_store
+from storage.result_cache import ResultCache
+
+
+@dataclass(frozen=True)
+class JobServices:
+    settings: StorageSettings
+    redis: redis.Redis
+    queue: JobQueue
+    jobs: JobStore  # jobs this process ends are counted, logged and get their webhook queued
+    store: ObjectStore
+    cache: ResultCache
+    dispatcher: Dispatcher
+    heartbeats: Heartbeats
+
+
+def open_services(
+    settings: StorageSettings,
+    producer: Producer,
+    *,
+    enqueue: Enqueue | None = None,
+    notify: Enqueue | None = None,
+) -> JobServices:
+    """Everything, its storage proven usable (``StorageConfigError`` says what is wrong).
+
+    ``enqueue`` and ``notify`` replace the queue's own messages for a job and its webhook (the
+    API's tests keep jobs off the broker with them)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    queue = JobQueue(producer, client)
+    end_hook = job_end_hook(notify or queue.notify_webhook)
+    jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, end_hook)
+    store = open_store(settings)
+    cache = ResultCache(client, settings.key_prefix, settings.cache_ttl_seconds)
+    return JobServices(
+        settings=settings,
+        redis=client,
+        queue=queue,
+        jobs=jobs,
+        store=store,
+        cache=cache,
+        dispatcher=Dispatcher(jobs, cache, store, enqueue or queue.enqueue_segment),
+        heartbeats=Heartbeats(client, settings.key_prefix),
+    )

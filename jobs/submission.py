@@ -1,0 +1,107 @@
+"""Turning a validated upload into a job: answered from the result cache when every output
+exists, else staged, recorded and dispatched (queued, or attached to an identical job that is
+already computing what it needs)."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+
+from contract.effects import EFFECTS_VERSION
+from contract.formats import ImageInfo
+from jobs.record import JobOptions, JobRecord, UploadInfo, WebhookState, ms_between, now_iso
+from jobs.services import JobServices
+from observability import metrics
+from storage.keys import content_key, staging_key
+from storage.result_cache import output_names
+
+# How the cache answered a submission that was not a full hit at lookup (see Claim).
+_COUNTER = {
+    "hit": metrics.CACHE_HITS,  # every output was stored between the lookup and the claim
+    "follow": metrics.CACHE_INFLIGHT_JOINS,
+    "lead": metrics.CACHE_MISSES,
+}
+
+
+def job_content_key(image_sha256: str, model_id: str, options: JobOptions) -> str:
+    """Same photo + same model + same effect definitions + same options = same outputs.
+
+    The effect set is not part of it: outputs are stored and cached per effect."""
+    return content_key(
+        [image_sha256, model_id, EFFECTS_VERSION, str(options.max_size), options.format]
+    )
+
+
+def new_record(
+    model_id: str,
+    data: bytes,
+    info: ImageInfo,
+    options: JobOptions,
+    owner: str | None = None,
+    webhook: WebhookState | None = None,
+) -> JobRecord:
+    """A queued job for this upload, owned by ``owner`` (an API key's name)."""
+    image_sha = hashlib.sha256(data).hexdigest()
+    return JobRecord(
+        id=uuid.uuid4().hex,
+        status="queued",
+        created_at=now_iso(),
+        options=options,
+        input=UploadInfo(info.format, info.width, info.height, len(data), image_sha),
+        model=model_id,
+        content_key=job_content_key(image_sha, model_id, options),
+        owner=owner,
+        webhook=webhook,
+    )
+
+
+def answer_from_cache(svc: JobServices, record: JobRecord) -> JobRecord | None:
+    """The job, already succeeded, when every requested output is cached; None otherwise.
+    Nothing is staged or queued for a hit."""
+    names = output_names(record.options.effects)
+    outputs = svc.cache.lookup(record.content_key, names)
+    if len(outputs) < len(names):
+        return None
+    done = now_iso()
+    finished = replace(
+        record,
+        status="succeeded",
+        started_at=done,
+        completed_at=done,
+        cache="hit",
+        outputs=outputs,
+        timings={"total_ms": ms_between(record.created_at, done)},
+    )
+    svc.jobs.create(finished)  # ended as it is created: the job store's hook runs (webhook)
+    return finished
+
+
+def stage_and_dispatch(svc: JobServices, record: JobRecord, data: bytes) -> JobRecord:
+    """Stage the input, record the job and dispatch it; returns the record as it then stands
+    and counts the outcome. Raises if the queue refused the job (which is then failed)."""
+    svc.store.save(staging_key(record.id), data, "application/octet-stream")
+    svc.jobs.create(record)
+    claim, current = svc.dispatcher.dispatch(record)
+    _COUNTER[claim.outcome].inc()
+    return current
+
+
+def submit(
+    svc: JobServices,
+    record: JobRecord,
+    data: bytes,
+    admit: Callable[[], None] | None = None,
+) -> JobRecord:
+    """The job for this upload (``record``, from ``new_record``): finished at once on a full
+    cache hit, else staged and dispatched. ``admit()`` runs before anything is staged for a
+    job the cache cannot answer and raises to refuse it (the queue is full), so a full queue
+    never refuses a hit."""
+    hit = answer_from_cache(svc, record)
+    if hit is not None:
+        metrics.CACHE_HITS.inc()
+        return hit
+    if admit is not None:
+        admit()
+    return stage_and_dispatch(svc, record, data)
