@@ -9,6 +9,10 @@
 # Steps run in order of how much their answer matters, each cut off so the whole ends within
 # SECONDS (default 420); STEPS picks some by number (default "1 2 3 4 5 6 7"). Tables go to
 # $OUT/results.md, logs (and a Python stack on a crash) to $OUT/log.txt.
+#
+# Step 8 (issue 20, not in the default list: it wants a run of its own) trains the distilled
+# student from a carried pack and times it: `bash bench/device_run.sh 600 8` with
+# .carry/student-pack.npz beside the weights (see training/device_train.sh and docs/training.md).
 set -u
 budget=${1:-420}
 steps=" ${2:-1 2 3 4 5 6 7} "
@@ -73,4 +77,9 @@ CUTOUT_ENGINE_SHAPES=1,16 step 6 "quality gate: compiled" 300 python3 -m workers
   --engines compiled
 CUTOUT_ENGINE_SHAPES=1,16 step 7 "engines: compiled" 120 python3 -m bench.engines \
   --engines eager,half,compiled --batches 1,16 --repeats 20 --no-rembg --no-models
+# 8. (issue 20) The distilled student: train from .carry/student-pack.npz by the clock,
+# evaluate on its held-out part, export fp16, time it against IS-Net at batch 1 and 32. Its
+# files come back in $OUT/student/ (training/device_train.sh says which).
+step 8 "student: distil and time" 580 bash training/device_train.sh 560
+[[ -f $OUT/student/speed.md ]] && [[ $steps == *" 8 "* ]] && cat "$OUT/student/speed.md" >>"$results"
 echo "total $(($(date +%s) - began)) s" | tee -a "$results"
