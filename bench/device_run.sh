@@ -11,6 +11,11 @@
 # On the box, steps run in order of how much their answer matters, each cut off so the whole
 # ends within SECONDS (default 540); STEPS picks some by number (default "1 2 3 4 5 6"). Tables
 # go to $OUT/results.md, logs (and a Python stack on a crash) to $OUT/log.txt.
+#
+# Step 7 (AOTInductor, which crashed torch 2.11 on the H200) and step 8 (issue 20) are not in
+# the default list. Step 8 wants a run of its own: it trains the distilled student from a
+# carried pack and times it: `bash bench/device_run.sh 600 8` with
+# .carry/student-pack.npz beside the weights (see training/device_train.sh and docs/training.md).
 set -u
 cd "$(dirname "$0")/.."
 CARRY=.carry
@@ -139,4 +144,14 @@ done
 step 5 "effects" 60 $PY -m bench.effects --device cuda --batch 16 --threads "$(nproc)" --repeats 3
 # 6. The quality gate for half on this GPU (files the report `auto` reads).
 step 6 "quality gate: half" 60 $PY -m workers.engines.check --engines half
+# 7. AOTInductor fp16 at batch 16 and 1: compile once, gate, time, cold start from the package.
+CUTOUT_ENGINE_SHAPES=1,16 step 7 "quality gate: compiled" 300 $PY -m workers.engines.check \
+  --engines compiled
+CUTOUT_ENGINE_SHAPES=1,16 step 7 "engines: compiled" 120 $PY -m bench.engines \
+  --engines eager,half,compiled --batches 1,16 --repeats 20 --no-rembg --no-models
+# 8. (issue 20) The distilled student: train from .carry/student-pack.npz by the clock,
+# evaluate on its held-out part, export fp16, time it against IS-Net at batch 1 and 32. Its
+# files come back in $OUT/student/ (training/device_train.sh says which).
+step 8 "student: distil and time" 580 bash training/device_train.sh 560
+[[ -f $OUT/student/speed.md ]] && [[ $steps == *" 8 "* ]] && cat "$OUT/student/speed.md" >>"$results"
 echo "total $(($(date +%s) - began)) s" | tee -a "$results"

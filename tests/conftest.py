@@ -60,6 +60,50 @@ def inspyrenet_swinb_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Pat
     return path
 
 
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Torch on ``n`` threads inside: two intra-op threads spin against each other on a busy
+    2-core machine (a student training step took 10 s instead of 0.5 s; DEVELOPERS.md)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="session")
+def student_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cutout student trained for 40 steps at 64 px on a stand-in teacher's masks (the bright
+    regions of five real photos): its masks have structure, unlike random weights' flat 0.46.
+    A training checkpoint, which loads into every ``cutout-student*`` variant."""
+    import numpy as np
+    import torch
+
+    from training.pack import build_pack
+    from training.train import BEST, TrainSettings, train
+    from workers.photos import CALIBRATION_PHOTOS, load_photo
+
+    items = []
+    for name in (*CALIBRATION_PHOTOS[:4], "astronaut"):
+        rgb = load_photo(name)
+        mask = (rgb.mean(2) > 110).astype(np.uint8) * 255
+        items.append((name, rgb, mask, name == "astronaut", None))
+    out = tmp_path_factory.mktemp("student")
+    settings = TrainSettings(input_size=64, steps=40, batch_size=4, eval_every=40, workers=0)
+    with torch_threads(1):
+        train(build_pack(96, items, "stand-in"), out, settings, torch.device("cpu"), False, str)
+    return out / BEST
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()

@@ -42,6 +42,9 @@ NEVER: dict[str, set[str]] = {
     # The command line runs the pipeline in process, or talks to the API over HTTP.
     "cutout": {"api", "tasks", "devtools", "flask", "celery"},
     "devtools": {*SERVICE, "flask", "celery", "torch"},
+    # Distillation runs the workers' models offline: no service, queue or web side.
+    "training": {"api", "tasks", "jobs", "storage", "observability", "cutout", "devtools"}
+    | {"flask", "celery", "celery_batches", "redis"},
 }
 # The exceptions, by exact module: the API sends its messages through the Celery app (a
 # producer: it imports no task module).

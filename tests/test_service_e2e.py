@@ -51,6 +51,22 @@ def fetch_image(url: str) -> Image.Image:
     return img
 
 
+def served_mask(job: dict[str, Any], photo: bytes, segmenter: Any) -> np.ndarray:
+    """The mask a finished job serves, checked against the one ``segmenter`` (a
+    ``workers.predictor.Segmenter`` on the worker's model and weights) gives in this process:
+    the worker provably ran that model. Returns the served mask (H×W int)."""
+    import torch
+
+    image = decode(photo, job["options"]["max_size"]).rgb
+    mask = np.asarray(fetch_image(job["outputs"]["mask"]["url"])).astype(int)
+    assert mask.shape == image.shape[:2]
+    with torch.inference_mode():
+        expected = segmenter.predict([torch.from_numpy(image).permute(2, 0, 1)])[0][0]
+    expected_u8 = (expected.clamp(0, 1) * 255).round().to(torch.uint8).numpy().astype(int)
+    assert np.abs(mask - expected_u8).max() <= 1
+    return mask
+
+
 CODEC_FORMATS = {  # requested format → what each effect comes as (see workers/outputs.py)
     "webp": {"color": "WEBP", "enhancedblackwhite": "WEBP", "popart": "WEBP", "dithering": "WEBP"},
     "png": {"color": "PNG", "enhancedblackwhite": "PNG", "popart": "PNG", "dithering": "PNG"},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from workers.models import inspyrenet
+from workers.models import inspyrenet, student
 from workers.models.checkpoint import (
     CheckpointError,
     assign_weights,
@@ -42,11 +42,24 @@ def build_inspyrenet(variant: str, checkpoint: Path | None = None) -> nn.Module:
     return assign_weights(build, inspyrenet.checkpoint_filter_fn(read_state_dict(checkpoint)))
 
 
+def build_student(variant: str, checkpoint: Path | None = None) -> nn.Module:
+    """The distilled student ``variant`` (a row of ``STUDENT_VARIANTS``) in fp32 from a
+    safetensors checkpoint (shipped fp16 or a training checkpoint); random weights when None."""
+    build = partial(student.Student, student.STUDENT_VARIANTS[variant])
+    if checkpoint is None:
+        return build().eval()
+    return assign_weights(build, student.checkpoint_filter_fn(read_state_dict(checkpoint)))
+
+
 MODEL_REGISTRY: dict[str, tuple[Callable[[Path | None], nn.Module], ModelConfig]] = {
     ISNET_CONFIG.model_id: (build_isnet_general_use, ISNET_CONFIG),
     **{
         f"inspyrenet-{name}": (partial(build_inspyrenet, name), row.config(name))
         for name, row in inspyrenet.INSPYRENET_VARIANTS.items()
+    },
+    **{
+        f"cutout-{name}": (partial(build_student, name), row.config(name))
+        for name, row in student.STUDENT_VARIANTS.items()
     },
 }
 

@@ -23,13 +23,11 @@ from torch import nn
 
 from workers.models.backbones.res2net import Res2Net
 from workers.models.backbones.swin import SwinTransformer
-from workers.models.config import ModelConfig
+from workers.models.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 from workers.models.inspyrenet_blocks import SICA, PAADecoder, PAAEncoder
 from workers.models.pyramid import LaplacianPyramid, Transition
 from workers.models.resize import resize_antialiased
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONES = {"swinb": SwinTransformer, "res2net50": Res2Net}
 
 
