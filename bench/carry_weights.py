@@ -1,25 +1,27 @@
 """Carry the IS-Net weights to a lent GPU box, whose working-tree copy is capped at 64 MiB.
 
-    python -m bench.carry_weights pack WEIGHTS.safetensors OUT.safetensors    # here: ~45 MB
-    python -m bench.carry_weights unpack IN.safetensors WEIGHTS.safetensors   # there
+    python -m bench.carry_weights pack WEIGHTS.safetensors OUT.safetensors.xz   # here: ~38 MB
+    python -m bench.carry_weights unpack IN.safetensors.xz WEIGHTS.safetensors  # there
 
 The fp32 safetensors file is 176 MB and nothing there can fetch it. ``pack`` stores each conv
 weight as int8 with one fp32 scale per output channel (biases as fp32); ``unpack`` turns them
-back into an fp32 file the workers load as usual. The result is not the published weights
-(each weight moves by at most half a step of its channel's scale): the GPU run compares its
-engines with eager on the same unpacked weights, and ``compare`` measures here how far the
-unpacked weights' masks are from the real ones'.
+back into an fp32 file the workers load as usual. A name ending in ``.xz`` is compressed
+(xz, what Python's lzma reads everywhere): int8 weights lose another 14 %. The result is not
+the published weights (each weight moves by at most half a step of its channel's scale): the
+GPU run compares its engines with eager on the same unpacked weights, and ``compare``
+measures here how far the unpacked weights' masks are from the real ones'.
 
     python -m bench.carry_weights compare REAL.safetensors UNPACKED.safetensors
 """
 
 from __future__ import annotations
 
+import lzma
 import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save, save_file
 
 from workers.models.fetch import MEDIUM, WEIGHTS_FORMAT
 
@@ -37,11 +39,13 @@ def pack(source: Path, dest: Path) -> None:
         scale = rows.abs().amax(1).clamp_min(1e-12) / 127
         out[name] = (rows / scale[:, None]).round().clamp(-127, 127).to(torch.int8).view(t.shape)
         out[name + SCALE] = scale
-    save_file(out, str(dest), metadata={"format": "cutout-carry-int8"})
+    data = save(out, metadata={"format": "cutout-carry-int8"})
+    dest.write_bytes(lzma.compress(data) if dest.suffix == ".xz" else data)
 
 
 def unpack(source: Path, dest: Path) -> None:
-    packed = load_file(str(source))
+    data = source.read_bytes()
+    packed = load(lzma.decompress(data) if source.suffix == ".xz" else data)
     out = {}
     for name, t in packed.items():
         if name.endswith(SCALE):

@@ -1,6 +1,7 @@
 """The worker pipeline end to end: the real service under concurrent clients, against the model.
 
     .venv/bin/python -m bench.e2e [--jobs 16] [--clients 4] [--repeats 3] [--sweep]
+                                  [--format webp|png|jpg+mask] [--gpu-workers N]
 
 Starts Redis, the API under gunicorn and a gpu worker as the Procfile runs them (the test
 suite's process helpers, ``tests/conftest.py``), then measures, in one run on one machine:
@@ -12,8 +13,12 @@ suite's process helpers, ``tests/conftest.py``), then measures, in one run on on
    succeeded as the client sees it, the worker otherwise idle);
 3. ``--jobs`` distinct 12 MP JPEGs (~2 MB, every third stored turned with EXIF rotation)
    uploaded by ``--clients`` concurrent clients as fast as they can, then polled: jobs/s,
-   submit → succeeded percentiles, per-stage times from the job records, and the ratio of
-   end-to-end throughput to the model-only throughput of step 1.
+   submit → succeeded percentiles, per-stage times from the job records, the ratio of
+   end-to-end throughput to the model-only throughput of step 1, and, where NVML finds a GPU,
+   its utilisation sampled every 0.1 s while the stream ran.
+
+``--gpu-workers N`` runs N gpu worker processes (each with its own engine) on the one device,
+as ``CUTOUT_GPU_WORKERS`` does in the Procfile and compose; ``--format`` is the jobs' format.
 
 Every photo is a different upload, so the result cache never answers one (a repeat would time a
 cache hit). ``--sweep`` repeats step 3 per batching setting, restarting only the worker.
@@ -52,6 +57,7 @@ from workers.predictor import Segmenter, load_segmenter
 from workers.settings import WorkerSettings
 
 MAX_SIZE = 2048
+FORMAT = "webp"  # the jobs' output format (--format)
 STAGES = ("queue_ms", "decode_ms", "inference_ms", "effects_ms", "encode_ms", "store_ms")
 # (name, worker environment, worker arguments): step 3 once per row with --sweep.
 SWEEP: list[tuple[str, dict[str, str], tuple[str, ...]]] = [
@@ -110,7 +116,7 @@ def job_in_process(segmenter: Segmenter, photo: bytes, repeats: int) -> tuple[fl
     settings = WorkerSettings.from_env()
     with ThreadPoolExecutor(settings.encode_threads or None) as pool:
         pipeline = Pipeline(segmenter, pool)
-        job = JobInput("bench", photo, EFFECT_NAMES, MAX_SIZE, "webp")
+        job = JobInput("bench", photo, EFFECT_NAMES, MAX_SIZE, FORMAT)
         pipeline.run([job])  # warm: first-call costs of the effects and encoders
         seconds = median_seconds(lambda: pipeline.run([job]), repeats)
         return seconds, pipeline.run([job])[0].timings
@@ -123,7 +129,7 @@ def submit(session: requests.Session, stack: Stack, photo: bytes) -> str:
     response = session.post(
         f"{stack.api_url}/api/v2/jobs",
         files={"image": ("photo.jpg", photo, "image/jpeg")},
-        data={"max_size": str(MAX_SIZE), "format": "webp"},
+        data={"max_size": str(MAX_SIZE), "format": FORMAT},
         timeout=60,
     )
     response.raise_for_status()
@@ -149,7 +155,7 @@ def single_through_service(stack: Stack, photos: list[bytes]) -> list[tuple[floa
             response = session.post(
                 f"{stack.api_url}/api/v2/process-with-effects",
                 files={"image": ("photo.jpg", photo, "image/jpeg")},
-                data={"max_size": str(MAX_SIZE), "format": "webp", "timeout": "120"},
+                data={"max_size": str(MAX_SIZE), "format": FORMAT, "timeout": "120"},
                 timeout=180,
             )
             seconds = time.perf_counter() - began
@@ -159,8 +165,37 @@ def single_through_service(stack: Stack, photos: list[bytes]) -> list[tuple[floa
     return done
 
 
+class GpuSampler:
+    """The first GPU's utilisation (NVML), read every ``every`` seconds in a thread while in
+    a ``with`` block; no readings where there is no GPU."""
+
+    def __init__(self, every: float = 0.1) -> None:
+        self.every = every
+        self.readings: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from observability.gpu_stats import read_gpus
+
+        while not self._stop.wait(self.every):
+            gpus = read_gpus()
+            if not gpus:
+                return
+            self.readings.append(gpus[0].utilization_ratio)
+
+    def __enter__(self) -> GpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def load(stack: Stack, photos: list[bytes], clients: int) -> list[dict[str, Any]]:
-    """Every photo uploaded by ``clients`` threads at once, then each job polled to its end."""
+    """Every photo uploaded by ``clients`` threads at once, then each job polled to its end;
+    each job gets the GPU utilisation readings of the whole stream (``gpu_utilisation``)."""
     shares = [photos[i::clients] for i in range(clients)]
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -173,11 +208,11 @@ def load(stack: Stack, photos: list[bytes], clients: int) -> list[dict[str, Any]
                 with lock:
                     results.append({**job, "client_submitted": submitted})
 
-    with ThreadPoolExecutor(clients) as pool:
+    with GpuSampler() as gpu, ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, shares))
     failed = [job for job in results if job["status"] != "succeeded"]
     assert not failed, failed[:2]
-    return results
+    return [{**job, "gpu_utilisation": gpu.readings} for job in results]
 
 
 def summarise(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -190,7 +225,10 @@ def summarise(rounds: list[list[dict[str, Any]]]) -> dict[str, Any]:
         rates.append(len(jobs) / (completed - created))
     every = [job for jobs in rounds for job in jobs]
     totals = [job["timings"]["total_ms"] / 1000 for job in every]
+    gpu = [u for jobs in rounds for u in jobs[0]["gpu_utilisation"]]
     return {
+        "gpu_mean": statistics.fmean(gpu) if gpu else None,
+        "gpu_max": max(gpu) if gpu else None,
         "jobs": len(every),
         "rates": rates,
         "jobs_per_s": statistics.median(rates),
@@ -237,6 +275,18 @@ def forget_results(stack: Stack) -> None:
         client.delete(key)
 
 
+def more_gpu_workers(stack: Stack, count: int) -> list[Any]:
+    """``count`` more gpu worker processes beside the stack's, each warmed before it returns."""
+    workers = []
+    for index in range(count):
+        name = f"gpu{index + 2}"
+        env = {**stack.env, "CUTOUT_METRICS_PORT": str(free_port())}
+        workers.append(start_worker(env, stack.logs, name, "gpu"))
+    for index in range(count):
+        worker_engine(stack, f"gpu{index + 2}")
+    return workers
+
+
 def restart_worker(stack: Stack, name: str, env: dict[str, str], args: Sequence[str]) -> None:
     _stop(stack.worker)
     stack.worker = start_worker({**stack.env, **env}, stack.logs, name, "gpu", *args)
@@ -249,8 +299,8 @@ def restart_worker(stack: Stack, name: str, env: dict[str, str], args: Sequence[
 def load_table(rows: list[tuple[str, dict[str, Any]]], model_img_s: float) -> list[str]:
     lines = [
         "| setting | jobs | jobs/s (each round) | e2e / model-only | p50 s | p90 s | p99 s "
-        "| mean batch | max batch |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mean batch | max batch | GPU busy, mean / max |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, s in rows:
         each = ", ".join(f"{rate:.2f}" for rate in s["rates"])
@@ -258,9 +308,13 @@ def load_table(rows: list[tuple[str, dict[str, Any]]], model_img_s: float) -> li
             f"| {name} | {s['jobs']} | {s['jobs_per_s']:.2f} ({each}) "
             f"| {s['jobs_per_s'] / model_img_s:.2f} "
             f"| {s['p50']:.1f} | {s['p90']:.1f} | {s['p99']:.1f} | {s['batch_mean']:.1f} "
-            f"| {s['batch_max']} |"
+            f"| {s['batch_max']} | {_share(s['gpu_mean'])} / {_share(s['gpu_max'])} |"
         )
     return lines
+
+
+def _share(ratio: float | None) -> str:
+    return "no GPU" if ratio is None else f"{ratio:.0%}"
 
 
 def stage_table(stages: dict[str, float]) -> list[str]:
@@ -270,17 +324,24 @@ def stage_table(stages: dict[str, float]) -> list[str]:
 
 
 def main() -> None:
+    global FORMAT
     parser = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__)
     parser.add_argument("--jobs", type=int, default=16, help="photos sent under load")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each single figure")
     parser.add_argument("--sweep", action="store_true", help="step 3 per batching setting")
     parser.add_argument("--rounds", type=int, default=1, help="times step 3 runs per setting")
+    parser.add_argument("--format", default="webp", help="the jobs' output format")
+    parser.add_argument("--gpu-workers", type=int, default=1, help="gpu worker processes")
     args = parser.parse_args()
+    FORMAT = args.format
 
     began = time.perf_counter()
     print(f"making {args.jobs + args.repeats + 1} distinct 12 MP photos…", flush=True)
-    photos = distinct_phone_jpegs(args.jobs + args.repeats + 1)
+    with ThreadPoolExecutor() as pool:  # Pillow releases the GIL: one photo per core at once
+        photos = list(
+            pool.map(lambda i: distinct_phone_jpegs(1, i)[0], range(args.jobs + args.repeats + 1))
+        )
     flush_every = int(celeryconfig.cutout_flush_every)
     service_env = {
         "CUTOUT_FLUSH_INTERVAL": str(celeryconfig.cutout_flush_interval),  # not the tests' 0.3
@@ -304,7 +365,12 @@ def main() -> None:
                 single = single_through_service(stack, photos[args.jobs + 1 :])
                 settings = SWEEP if args.sweep else SWEEP[:1]
                 under_load = photos[1 : args.jobs + 1]
-                rows = sweep(stack, under_load, args.clients, settings, args.rounds)
+                extra = more_gpu_workers(stack, args.gpu_workers - 1)
+                try:
+                    rows = sweep(stack, under_load, args.clients, settings, args.rounds)
+                finally:
+                    for worker in extra:
+                        _stop(worker)
         finally:
             redis_proc.terminate()
             redis_proc.wait(10)
@@ -313,7 +379,8 @@ def main() -> None:
         f"\n{platform.node()} ({os.cpu_count()} CPUs), {date.today()}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), engine `{engine}`, flush_every {flush_every}, "
         f"flush_interval {celeryconfig.cutout_flush_interval} s, "
-        f"{celeryconfig.cutout_batches_in_flight} batches in flight; "
+        f"{celeryconfig.cutout_batches_in_flight} batches in flight, "
+        f"{args.gpu_workers} gpu worker process(es), format {FORMAT}; "
         f"{time.perf_counter() - began:.0f} s wall\n"
     )
     model_ms = model["model_s"] * 1000
@@ -323,7 +390,7 @@ def main() -> None:
         ("whole job in-process (the worker's pipeline)", job_s * 1000),
         ("whole job through the service (client: submit → succeeded)", single_ms),
     ]
-    print("| one 12 MP photo, four effects, webp 2048 px | median ms | ratio to model |")
+    print(f"| one 12 MP photo, four effects, {FORMAT} 2048 px | median ms | ratio to model |")
     print("|---|---:|---:|")
     for name, ms in rows_single:
         print(f"| {name} | {ms:.0f} | {ms / model_ms:.2f} |")

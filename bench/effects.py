@@ -10,7 +10,8 @@ figures taken side by side. Tables:
 2. encoding one job's outputs per format, one thread, against Pillow's default PNG;
 3. the encode thread pool's throughput with 1, 2, 4… threads (default ``webp`` format);
 4. the CPU cost of one job (effects + encoding) per format;
-5. on CUDA only: effects and device JPEG encoding per job at ``--batch``.
+5. host encoders side by side (``bench/encoders.py``): CPU ms and bytes per output;
+6. on CUDA only: effects, device dithering and device JPEG encoding per job at ``--batch``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench import encoders
 from bench.timing import sync
 from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
-from workers.effects import EFFECTS, render
+from workers.effects import EFFECTS, EffectInputs, dither_cuda, render
+from workers.effects.dither import diffuse
+from workers.effects.stylise import dithering_grey
 from workers.imageio import JPEG_QUALITY, decode, encode_mask
 from workers.outputs import codec_for, device_jpeg_encoder, encode_effect
 from workers.predictor import load_segmenter
@@ -227,6 +231,12 @@ def main() -> None:
         )
     print()
 
+    # 5. Host encoders side by side.
+    print("### Host encoders side by side (CPU ms per output, one thread; bytes)\n")
+    host_mask = _to_host(rendered.alpha)[0, ..., 0]
+    print("\n".join(encoders.report(colours, host_mask, args.repeats)))
+    print()
+
     if device.type == "cuda":
         _cuda_table(image, mask, args.batch, args.repeats)
 
@@ -285,6 +295,15 @@ def _cuda_table(image: torch.Tensor, mask: torch.Tensor, batch: int, repeats: in
     print("| part | ms per job |")
     print("|---|---:|")
     print(f"| four effects, fused, to uint8 on the device | {effects_ms / batch:.2f} |")
+    grey = dithering_grey(EffectInputs(images, masks.contiguous()))
+    if dither_cuda.runs_on(grey):
+        kernel_ms = _median_ms(lambda: (dither_cuda.floyd_steinberg(grey), sync(device)), repeats)
+        print(f"| Floyd–Steinberg on the device (one launch a batch) | {kernel_ms / batch:.2f} |")
+    else:
+        print("| Floyd–Steinberg on the device | numba-cuda not importable: not measured |")
+    pages = grey[:, 0].cpu().numpy()
+    host_ms = _median_ms(lambda: [diffuse(p) for p in pages], repeats)
+    print(f"| Floyd–Steinberg on the host (Pillow, one thread) | {host_ms / batch:.2f} |")
     if encoder is None:
         print("| JPEG on the device | torchvision not importable: not measured |")
         return

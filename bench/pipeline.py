@@ -1,6 +1,7 @@
 """The worker's pipeline in this process, without Redis or Celery: what a GPU box can do.
 
     python -m bench.pipeline [--jobs 64] [--batch 16] [--in-flight 3] [--formats jpg+mask,webp]
+                             [--baseline REVISION] [--max-size 2048]
 
 The GPU image we are lent has no Redis, Celery or Flask, so this measures the part of a job that
 runs there (decode → model → four effects → encode), with the worker's engine
@@ -10,7 +11,10 @@ runs there (decode → model → four effects → encode), with the worker's eng
 2. one warm job (batch 1, the four effects) per format: its time and its ratio to step 1;
 3. ``--jobs`` distinct 12 MP JPEGs (every third turned by EXIF) in batches of ``--batch``,
    ``--in-flight`` batches at once as the worker's thread pool runs them: jobs/s, its ratio
-   to the model-only throughput, and each stage's mean share;
+   to the model-only throughput, each stage's mean per batch, and per batch the device lock's
+   hold time next to the device work in it (CUDA events; on a CPU the same wall time); with
+   ``--baseline REVISION`` the pipeline as it was at that git revision runs the same stream
+   (``bench.baseline``), for before/after stage means in one run;
 4. decoding those JPEGs: Pillow (draft mode, on the pool) against nvJPEG batched, per image.
 
 The queue's own overhead (API, Redis, Celery, polling) is measured by ``bench.e2e`` where
@@ -30,6 +34,7 @@ from datetime import UTC, datetime
 
 import torch
 
+from bench.baseline import pipeline_at
 from bench.photos import phone_jpeg
 from bench.timing import median_seconds, sync
 from contract.effects import EFFECT_NAMES
@@ -40,7 +45,8 @@ from workers.pipeline import BatchResult, JobInput, Pipeline
 from workers.predictor import Segmenter, load_segmenter
 from workers.settings import WorkerSettings
 
-MAX_SIZE = 2048  # the outputs' long edge, as the service's default
+MAX_SIZE = 2048  # the outputs' long edge, as the service's default (--max-size)
+STAGES = ("decode", "wait_device", "inference", "effects", "host")
 SUBJECTS = ("coffee", "astronaut", "chelsea", "rocket")
 
 
@@ -63,17 +69,24 @@ def model_only(segmenter: Segmenter, photo: bytes, batch: int, repeats: int) -> 
     return {"b1_s": single, "b1_img_s": 1 / single, "batch_img_s": batch / batched}
 
 
-def one_job(pipeline: Pipeline, photo: bytes, fmt: str, repeats: int) -> tuple[float, dict]:
-    job = JobInput("one", photo, EFFECT_NAMES, MAX_SIZE, fmt)
+def one_job(
+    pipeline: Pipeline, photo: bytes, fmt: str, repeats: int, max_size: int
+) -> tuple[float, dict]:
+    job = JobInput("one", photo, EFFECT_NAMES, max_size, fmt)
     seconds = median_seconds(lambda: pipeline.run([job]), repeats, pipeline.segmenter.device)
     return seconds, pipeline.run([job])[0].timings
 
 
 def throughput(
-    pipeline: Pipeline, photos: Sequence[bytes], fmt: str, batch: int, in_flight: int
+    pipeline: Pipeline,
+    photos: Sequence[bytes],
+    fmt: str,
+    batch: int,
+    in_flight: int,
+    max_size: int = MAX_SIZE,
 ) -> tuple[float, list[BatchResult]]:
     """Jobs/s with ``in_flight`` threads taking batches in turn, as the worker's pool does."""
-    jobs = [JobInput(f"{fmt}-{i}", p, EFFECT_NAMES, MAX_SIZE, fmt) for i, p in enumerate(photos)]
+    jobs = [JobInput(f"{fmt}-{i}", p, EFFECT_NAMES, max_size, fmt) for i, p in enumerate(photos)]
     batches = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]
     start = time.perf_counter()
     with ThreadPoolExecutor(in_flight, thread_name_prefix="batch") as batch_threads:
@@ -86,12 +99,27 @@ def throughput(
 
 
 def stage_means(results: list[BatchResult]) -> dict[str, float]:
-    """Each stage's mean wall time per batch, ms."""
+    """Each stage's mean wall time per batch, ms, and the lock's hold and the device work.
+
+    A baseline pipeline (one module, before the host stage left the lock) names its last
+    stage ``encode`` and records no hold: its lock covered inference and effects."""
     stages: dict[str, list[float]] = {}
     for r in results:
         for name, (start, end) in r.spans.items():
-            stages.setdefault(name, []).append((end - start) * 1000)
+            stages.setdefault("host" if name == "encode" else name, []).append((end - start) * 1000)
+        held = getattr(r, "lock_held_ms", None)
+        if held is None:
+            (start, _), (_, end) = r.spans["inference"], r.spans["effects"]
+            held = (end - start) * 1000
+        stages.setdefault("lock_held", []).append(held)
+        stages.setdefault("device_work", []).append(getattr(r, "device_ms", float("nan")))
     return {name: statistics.mean(v) for name, v in stages.items()}
+
+
+def lock_lines(label: str, results: list[BatchResult]) -> list[str]:
+    """Per batch: the device lock's hold next to the device work in it, ms."""
+    pairs = ", ".join(f"{r.lock_held_ms:.0f}/{r.device_ms:.0f}" for r in results)
+    return [f"- {label}, lock held / device work per batch (ms): {pairs}"]
 
 
 def decode_rates(
@@ -129,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=3, help="batches at once (worker: 3)")
     parser.add_argument("--formats", default="jpg+mask,webp")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--baseline", help="also run the pipeline of this git revision")
+    parser.add_argument("--max-size", type=int, default=MAX_SIZE, help="outputs' long edge")
     args = parser.parse_args(argv)
 
     settings = WorkerSettings.from_env()
@@ -157,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---:|---:|---:|---:|---:|---:|")
         formats = args.formats.split(",")
         for fmt in formats:
-            seconds, t = one_job(pipeline, photos[0], fmt, args.repeats)
+            seconds, t = one_job(pipeline, photos[0], fmt, args.repeats, args.max_size)
             print(
                 f"| {fmt} | {seconds * 1000:.1f} | {seconds / model['b1_s']:.2f}x "
                 f"| {t.get('decode_ms', 0):.1f} | {t.get('inference_ms', 0):.1f} "
@@ -166,26 +196,39 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(
             f"\n{args.jobs} distinct 12 MP JPEGs, batches of {batch}, {args.in_flight} in "
-            "flight, outputs at 2048 px:\n"
+            f"flight, outputs at {args.max_size} px (stage means per batch, wall ms; the lock is "
+            "held for inference and effects):\n"
         )
         print(
-            f"| format | jobs/s | vs model-only b{batch} | decode | wait device | inference "
-            "| effects | encode (ms per batch, mean) |"
+            "| format | pipeline | jobs/s | vs model-only | decode | wait device | inference "
+            "| effects | host (after the lock) | lock held | device work |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        variants = [("this tree", pipeline)]
+        if args.baseline:
+            before = pipeline_at(args.baseline)
+            if before is None:
+                print(f"(no pipeline at {args.baseline}: git or the revision is missing here)")
+            else:
+                variants.append((args.baseline, before(segmenter, pool)))
+        notes: list[str] = []
         for fmt in formats:
-            throughput(pipeline, photos[: batch * 2], fmt, batch, args.in_flight)  # warm
-            rate, results = throughput(pipeline, photos, fmt, batch, args.in_flight)
-            s = stage_means(results)
-            print(
-                f"| {fmt} | {rate:.1f} | {rate / model['batch_img_s']:.0%} "
-                + " ".join(
-                    f"| {s.get(k, 0):.0f}"
-                    for k in ("decode", "wait_device", "inference", "effects", "encode")
+            for label, variant in variants:
+                warm = photos[: batch * 2]
+                throughput(variant, warm, fmt, batch, args.in_flight, args.max_size)
+                rate, results = throughput(
+                    variant, photos, fmt, batch, args.in_flight, args.max_size
                 )
-                + " |",
-                flush=True,
-            )
+                s = stage_means(results)
+                print(
+                    f"| {fmt} | {label} | {rate:.2f} | {rate / model['batch_img_s']:.0%} "
+                    + " ".join(f"| {s.get(k, 0):.0f}" for k in (*STAGES, "lock_held"))
+                    + f" | {s['device_work']:.0f} |",
+                    flush=True,
+                )
+                if hasattr(results[0], "lock_held_ms"):
+                    notes += lock_lines(f"{fmt}, {label}", results)
+        print("\n" + "\n".join(notes))
         print()
         print("\n".join(decode_rates(photos, pool, threads, device, segmenter.config.input_size)))
     return 0

@@ -143,6 +143,9 @@ class JobRunner:
                 "timings": {
                     "inference_ms": _ms(sum(c.seconds for c in result.model_calls)),
                     "batch_ms": _ms(seconds),
+                    # The device lock's hold next to the device work in it (CUDA events).
+                    "lock_held_ms": result.lock_held_ms,
+                    "device_ms": result.device_ms,
                 },
             },
         )

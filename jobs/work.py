@@ -79,6 +79,10 @@ class Batch(Protocol):
     def model_calls(self) -> Sequence[ModelCall]: ...
     @property
     def spans(self) -> Mapping[str, tuple[float, float]]: ...  # stage → epoch seconds
+    @property
+    def lock_held_ms(self) -> float: ...  # how long the batch held the device lock
+    @property
+    def device_ms(self) -> float: ...  # the device work in that hold (CUDA events)
 
 
 OnPreview = Callable[[str, Sequence[Encoded]], None]

@@ -5,12 +5,25 @@ Knows nothing of jobs, Flask, Celery or torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from storage.base import ObjectStore
 from storage.local import LocalStore
-from storage.s3 import S3Store
 from storage.settings import StorageConfigError, StorageSettings
 
-STORES: dict[str, type[LocalStore] | type[S3Store]] = {"local": LocalStore, "s3": S3Store}
+if TYPE_CHECKING:
+    from storage.s3 import S3Store
+
+STORES = ("local", "s3")
+
+
+def _store_class(backend: str) -> type[LocalStore] | type[S3Store]:
+    # boto3 and botocore (17 MB) load only where S3 is the back end.
+    if backend == "s3":
+        from storage.s3 import S3Store
+
+        return S3Store
+    return LocalStore
 
 
 def build_store(settings: StorageSettings) -> ObjectStore:
@@ -22,7 +35,7 @@ def build_store(settings: StorageSettings) -> ObjectStore:
             f"unknown storage back end CUTOUT_STORAGE={settings.backend!r}; "
             f"known: {', '.join(sorted(STORES))}"
         )
-    return STORES[settings.backend].from_settings(settings.validate())
+    return _store_class(settings.backend).from_settings(settings.validate())
 
 
 def open_store(settings: StorageSettings) -> ObjectStore:

@@ -1,5 +1,6 @@
 """The CUDA paths, on a real GPU: CUDA-graph half engine, nvJPEG decode, device JPEG encode,
-the pipeline on the device, a real CUDA out-of-memory, NVML.
+Floyd–Steinberg on the device, the pipeline on the device (and its device lock), a real CUDA
+out-of-memory, NVML.
 
 Skipped where there is no CUDA device (CI has none). They need nothing but torch, the
 workers package and (for the engine and pipeline checks) the weights in CUTOUT_MODEL_DIR, so
@@ -136,6 +137,98 @@ def test_pipeline_on_the_gpu_matches_the_cpu_pipeline() -> None:
         # Both upright 1600×1200 (the second stored turned, with EXIF 6), fitted to 800.
         assert masks["cuda", job.job_id].shape == masks["cpu", job.job_id].shape == (600, 800)
         assert mask_iou(masks["cuda", job.job_id], masks["cpu", job.job_id]) >= 0.99
+
+
+def _greys() -> dict[str, np.ndarray]:
+    """Photos as 8-bit grey at odd sizes, and flat, noisy and graded planes."""
+    photos = {
+        name: np.asarray(Image.fromarray(rgb).convert("L"))
+        for name, rgb in load_photos(("astronaut", "chelsea", "coffee", "rocket")).items()
+    }
+    rng = np.random.default_rng(5)
+    return {
+        "astronaut 511x383": photos["astronaut"][:383, :511],
+        "chelsea (whole)": photos["chelsea"],
+        "coffee 1x399": photos["coffee"][200:201, :399],
+        "rocket 427x1": photos["rocket"][:427, 100:101],
+        "noise 777x1021": rng.integers(0, 256, (777, 1021), dtype=np.uint8),
+        "flat 128": np.full((300, 301), 128, np.uint8),
+        "ramp": np.tile(np.linspace(0, 255, 1365).round().astype(np.uint8), (2048, 1)),
+    }
+
+
+def test_dithering_on_the_device_equals_pillow_bit_for_bit() -> None:
+    from workers.effects import dither_cuda
+    from workers.effects.dither import diffuse
+
+    probe = torch.zeros(1, 1, 1, 1, dtype=torch.uint8, device=CUDA)
+    assert dither_cuda.runs_on(probe), "numba-cuda is in the GPU image: the kernel must build"
+    for name, grey in _greys().items():
+        ink = dither_cuda.floyd_steinberg(torch.from_numpy(grey)[None, None].to(CUDA))
+        assert np.array_equal(ink[0, 0].cpu().numpy(), diffuse(grey)), name
+    # A batch of mixed content, one launch: every image diffused on its own.
+    rng = np.random.default_rng(9)
+    photo = _greys()["chelsea (whole)"]
+    batch = np.stack(
+        [photo, 255 - photo, np.full_like(photo, 77), rng.integers(0, 256, photo.shape, np.uint8)]
+    )
+    ink = dither_cuda.floyd_steinberg(torch.from_numpy(batch)[:, None].to(CUDA))
+    for b in range(len(batch)):
+        assert np.array_equal(ink[b, 0].cpu().numpy(), diffuse(batch[b])), b
+
+
+def test_the_dithering_effect_runs_on_the_device_and_is_pillows_on_its_own_grey() -> None:
+    from workers.effects import EFFECTS, EffectInputs, render
+    from workers.effects.dither import diffuse
+
+    photo = torch.from_numpy(load_photos(("coffee",))["coffee"]).permute(2, 0, 1)
+    image = torch.stack([photo, photo.flip(2)]).to(CUDA).float() / 255
+    mask = torch.zeros(2, 1, *image.shape[2:], device=CUDA)
+    mask[:, :, 50:350, 100:500] = 1.0
+    rendered = render(image, mask, ["dithering"], defer_host_steps=True)
+    assert set(rendered.colours) == {"dithering"} and not rendered.deferred  # done on the device
+    # The same steps render took, on one grey (CLAHE's atomic adds may differ between runs in
+    # the last bit, so the grey is made once and both diffusions take it).
+    step = EFFECTS["dithering"].host_step
+    assert step is not None
+    grey = step.before(EffectInputs(image, mask))
+    ink = (step.on_device(grey) * 255).round().to(torch.uint8).cpu().numpy()
+    for b in range(2):
+        assert np.array_equal(ink[b, 0], diffuse(grey[b, 0].cpu().numpy())), b
+
+
+def test_the_device_lock_is_held_for_the_device_work_only() -> None:
+    """Batches in flight on the GPU pipeline: each batch's lock hold against its device work
+    (CUDA events), printed; the device work must fit in the hold, the hold must not include
+    the host stage."""
+    from workers.pipeline import JobInput, Pipeline
+    from workers.predictor import Segmenter, engine_context
+
+    ctx = engine_context(_settings())
+    segmenter = Segmenter(build_engine("eager", ctx), ctx.config)
+    batches = [
+        [
+            JobInput(
+                f"{k}-{i}",
+                phone_jpeg(name, size=(1600, 1200), seed=k * 4 + i),
+                ("color", "dithering", "popart"),
+                1024,
+                "jpg+mask",
+            )
+            for i, name in enumerate(("coffee", "astronaut", "chelsea", "rocket"))
+        ]
+        for k in range(4)
+    ]
+    with ThreadPoolExecutor(8) as pool, ThreadPoolExecutor(3) as batch_threads:
+        pipeline = Pipeline(segmenter, pool)
+        pipeline.run(batches[0])  # warm: kernels compiled, allocator filled
+        results = list(batch_threads.map(pipeline.process, batches))
+    for r in results:
+        assert all(o.ok for o in r.outcomes), [o.error_message for o in r.outcomes]
+        print(f"lock held {r.lock_held_ms:.1f} ms, device work {r.device_ms:.1f} ms")
+        host = r.spans["host"]
+        assert host[0] >= r.spans["effects"][1] - 0.002
+        assert r.device_ms > 0
 
 
 class _OutOfMemoryAboveTwo:

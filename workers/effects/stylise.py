@@ -4,15 +4,10 @@ the pass's, shared by all."""
 
 from __future__ import annotations
 
-import functools
-import os
-from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
 import torch
-from PIL import Image
 
 from workers.effects.common import EffectInputs, s_curve, weighted_quantiles
+from workers.effects.dither import floyd_steinberg
 from workers.effects.filters import guided_smooth
 
 # Warhol-like screen-print inks, dark to light.
@@ -48,27 +43,15 @@ def popart(inp: EffectInputs) -> torch.Tensor:
     return palette[index.view(tone.shape[0], *tone.shape[2:])].permute(0, 3, 1, 2)
 
 
-def dithering(inp: EffectInputs) -> torch.Tensor:
-    """1-bit Floyd–Steinberg ink of the subject's luma (Pillow's error diffusion)."""
+def dithering_grey(inp: EffectInputs) -> torch.Tensor:
+    """What ``dithering`` diffuses: the subject's luma with local contrast and a light S-curve,
+    paper white outside the subject (no error diffuses in from the background); B×1×H×W
+    uint8 on the pass's device."""
     tone = s_curve(inp.local_contrast, 0.2)
-    # Paper white outside the subject: no error diffuses in from the background.
     tone = torch.where(inp.alpha > 0, tone, torch.ones_like(tone))
-    grey = (tone * 255).round_().to(torch.uint8).cpu().numpy()
-    ink = np.empty_like(grey)
-
-    def diffuse(b: int) -> None:
-        page = Image.fromarray(grey[b, 0], "L").convert("1", dither=Image.Dither.FLOYDSTEINBERG)
-        ink[b, 0] = np.asarray(page.convert("L"))
-
-    # Error diffusion is serial within an image (22 ms at 2048 px) but Pillow releases the GIL
-    # while it runs, so a batch's images diffuse side by side.
-    if grey.shape[0] == 1:
-        diffuse(0)
-    else:
-        list(_diffusion_pool().map(diffuse, range(grey.shape[0])))
-    return torch.from_numpy(ink).to(inp.image.device, inp.image.dtype) / 255
+    return (tone * 255).round_().to(torch.uint8)
 
 
-@functools.cache
-def _diffusion_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="dither")
+def dithering(inp: EffectInputs) -> torch.Tensor:
+    """1-bit Floyd–Steinberg ink of the subject's luma (Pillow's error diffusion, exactly)."""
+    return floyd_steinberg(dithering_grey(inp)).to(inp.image.dtype) / 255
