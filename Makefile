@@ -76,6 +76,8 @@ $(VENV)/bin/promtool: | $(VENV)/.installed
 	rm -rf $$tmp
 
 lint: setup
+	@# A merge's conflict markers left in any tracked file (docs and configs too) fail the lint.
+	@! git grep -n -E '^(<<<<<<<|>>>>>>>)( |$$)' -- . || { echo "conflict markers above" >&2; exit 1; }
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
