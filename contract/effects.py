@@ -6,7 +6,7 @@ EFFECT_NAMES: tuple[str, ...] = ("color", "enhancedblackwhite", "popart", "dithe
 
 # Bump when an effect's output changes: it is part of every content key, so cached results
 # made by an older definition are never served for a newer one.
-EFFECTS_VERSION = "2"
+EFFECTS_VERSION = "3"
 
 # webp: RGBA WebP; png: RGBA PNG; jpg+mask: each effect without alpha (JPEG where lossy is
 # fine) plus one shared greyscale mask. See workers/outputs.py for the codec of each effect.

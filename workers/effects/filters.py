@@ -70,4 +70,6 @@ def guided_smooth(x: torch.Tensor, radius: int, eps: float, factor: int = 1) -> 
     a = var / (var + eps)
     b = mean - a * mean
     ab = grow(box_blur(torch.cat((a, b), dim=1), r), x.shape[-2:])
-    return torch.addcmul(ab[:, 1:], ab[:, :1], x)
+    # Not addcmul: its CPU kernel may fuse the multiply-add; the browser's module (wasm/)
+    # rounds each operation, as this does.
+    return ab[:, 1:] + ab[:, :1] * x
