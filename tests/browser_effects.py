@@ -43,7 +43,10 @@ def server_case(photo: str, long_edge: int | None = None) -> Case:
     image, mask = golden.inputs(photo)
     if long_edge:
         height, width = image.shape[-2:]
-        size = (round(height * long_edge / max(height, width)), round(width * long_edge / max(height, width)))
+        size = (
+            round(height * long_edge / max(height, width)),
+            round(width * long_edge / max(height, width)),
+        )
         image = (F.interpolate(image, size=size, mode="bilinear") * 255).round().clamp(0, 255) / 255
         mask = F.interpolate(mask, size=size, mode="bilinear").clamp(0, 1)
     out = apply_effects(image, mask, ("color", *CLIENT_EFFECTS))

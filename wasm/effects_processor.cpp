@@ -216,21 +216,92 @@ void box_blur(Plane& plane, int width, int height, int radius) {
   for (int y = 0; y < height; ++y) box_mean_along(&plane[size_t(y) * width], width, 1, radius, csum);
 }
 
-// guided_smooth with factor 1 (images up to 1023 px on the long side; larger ones shrink
-// first, which this module does not do: see docs/browser-effects.md).
-Plane guided_smooth(const Plane& x, int width, int height, int radius, float eps) {
-  Plane mean = x, mean_sq(x.size());
-  for (size_t i = 0; i < x.size(); ++i) mean_sq[i] = x[i] * x[i];
-  box_blur(mean, width, height, radius);
-  box_blur(mean_sq, width, height, radius);
-  Plane a(x.size()), b(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
+// filters.py cell_mean: each factor × factor cell's mean, summed row by row in the cell
+// (zeros past the edge), divided by the pixels the cell really has.
+Plane cell_mean(const Plane& x, int width, int height, int factor, int& out_w, int& out_h) {
+  out_w = (width + factor - 1) / factor;
+  out_h = (height + factor - 1) / factor;
+  Plane out(size_t(out_w) * out_h);
+  for (int cy = 0; cy < out_h; ++cy) {
+    for (int cx = 0; cx < out_w; ++cx) {
+      float total = 0.0f;
+      bool first = true;
+      for (int dy = 0; dy < factor; ++dy) {
+        for (int dx = 0; dx < factor; ++dx) {
+          const int y = cy * factor + dy, x_ = cx * factor + dx;
+          const float v = (y < height && x_ < width) ? x[size_t(y) * width + x_] : 0.0f;
+          total = first ? v : total + v;
+          first = false;
+        }
+      }
+      const int rows = std::min(factor, height - cy * factor), cols = std::min(factor, width - cx * factor);
+      out[size_t(cy) * out_w + cx] = total / static_cast<float>(rows * cols);
+    }
+  }
+  return out;
+}
+
+// filters.py _linear_taps: half-pixel centres, weights found in double, used as float.
+struct Taps {
+  std::vector<int> first, second;
+  std::vector<float> w_first, w_second;
+};
+
+Taps linear_taps(int source, int size) {
+  Taps taps;
+  const double scale = double(source) / double(size);
+  for (int i = 0; i < size; ++i) {
+    const double position = std::max((double(i) + 0.5) * scale - 0.5, 0.0);
+    const double first = std::floor(position), fraction = position - first;
+    taps.first.push_back(int(first));
+    taps.second.push_back(std::min(int(first) + 1, source - 1));
+    taps.w_first.push_back(static_cast<float>(1.0 - fraction));
+    taps.w_second.push_back(static_cast<float>(fraction));
+  }
+  return taps;
+}
+
+// filters.py bilinear_up: rows, then columns, one rounding per operation.
+Plane bilinear_up(const Plane& x, int width, int height, int out_w, int out_h) {
+  const Taps ty = linear_taps(height, out_h), tx = linear_taps(width, out_w);
+  Plane rows(size_t(out_h) * width);
+  for (int y = 0; y < out_h; ++y) {
+    const float* top = &x[size_t(ty.first[y]) * width];
+    const float* bottom = &x[size_t(ty.second[y]) * width];
+    for (int i = 0; i < width; ++i)
+      rows[size_t(y) * width + i] = top[i] * ty.w_first[y] + bottom[i] * ty.w_second[y];
+  }
+  Plane out(size_t(out_h) * out_w);
+  for (int y = 0; y < out_h; ++y) {
+    const float* row = &rows[size_t(y) * width];
+    for (int i = 0; i < out_w; ++i)
+      out[size_t(y) * out_w + i] = row[tx.first[i]] * tx.w_first[i] + row[tx.second[i]] * tx.w_second[i];
+  }
+  return out;
+}
+
+// filters.py guided_smooth: coefficients found on the image shrunk by `factor`, applied at
+// full size.
+Plane guided_smooth(const Plane& x, int width, int height, int radius, float eps, int factor) {
+  int sw = width, sh = height;
+  Plane mean = factor > 1 ? cell_mean(x, width, height, factor, sw, sh) : x;
+  const int r = std::max(1, static_cast<int>(py_round(double(radius) / factor)));
+  Plane mean_sq(mean.size());
+  for (size_t i = 0; i < mean.size(); ++i) mean_sq[i] = mean[i] * mean[i];
+  box_blur(mean, sw, sh, r);
+  box_blur(mean_sq, sw, sh, r);
+  Plane a(mean.size()), b(mean.size());
+  for (size_t i = 0; i < mean.size(); ++i) {
     float var = std::max(mean_sq[i] - mean[i] * mean[i], 0.0f);
     a[i] = var / (var + eps);
     b[i] = mean[i] - a[i] * mean[i];
   }
-  box_blur(a, width, height, radius);
-  box_blur(b, width, height, radius);
+  box_blur(a, sw, sh, r);
+  box_blur(b, sw, sh, r);
+  if (factor > 1) {
+    a = bilinear_up(a, sw, sh, width, height);
+    b = bilinear_up(b, sw, sh, width, height);
+  }
   Plane out(x.size());
   for (size_t i = 0; i < x.size(); ++i) out[i] = b[i] + a[i] * x[i];
   return out;
@@ -321,14 +392,14 @@ __attribute__((used)) void cutout_dithering(const uint8_t* rgba, int width, int 
   write_grey(ink, in, out);
 }
 
-// Returns 0, or 1 where the image is too large for this module's popart (see guided_smooth).
+// Returns 0 (the wrapper treats anything else as a failure).
 __attribute__((used)) int cutout_popart(const uint8_t* rgba, int width, int height,
                                         uint8_t* out) {
   const int long_edge = std::max(width, height);
-  if (long_edge / 512 > 1) return 1;
   Inputs in = read_cutout(rgba, width, height);
   const int radius = std::max(1, static_cast<int>(py_round(long_edge / 128.0)));
-  Plane tone = guided_smooth(in.luma, width, height, radius, 0.006f);
+  const int factor = std::max(1, long_edge / 512);
+  Plane tone = guided_smooth(in.luma, width, height, radius, 0.006f, factor);
   const std::vector<float> thresholds = pop_thresholds(tone, in.alpha);
   uint8_t inks[5][3];
   for (int k = 0; k < 5; ++k)
