@@ -4,6 +4,10 @@ from __future__ import annotations
 
 EFFECT_NAMES: tuple[str, ...] = ("color", "enhancedblackwhite", "popart", "dithering")
 
+# The effects a client can render itself from the ``color`` output (a PNG) with the browser
+# module (wasm/, docs/browser-effects.md): a job's ``client_effects`` leaves them to it.
+CLIENT_EFFECTS: tuple[str, ...] = ("enhancedblackwhite", "popart", "dithering")
+
 # Bump when an effect's output changes: it is part of every content key, so cached results
 # made by an older definition are never served for a newer one.
 EFFECTS_VERSION = "3"

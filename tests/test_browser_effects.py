@@ -21,9 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
+from werkzeug.datastructures import MultiDict
 from werkzeug.serving import make_server
 
 from api import create_app
+from api.errors import ApiError
+from api.uploads import parse_options
+from contract.effects import EFFECT_NAMES
 from storage.settings import StorageSettings
 from tests.browser_effects import CLIENT_EFFECTS, Case, built_module, differences, server_case
 from tests.test_demo_page import browser  # noqa: F401 (the shared chromium fixture)
@@ -153,3 +157,42 @@ def test_chromium_renders_the_servers_pixels(
         }
         problems += _check(case, got)
     assert not problems
+
+
+@pytest.mark.parametrize(
+    ("form", "effects"),
+    [
+        ({"client_effects": "popart,dithering"}, ("color", "enhancedblackwhite")),
+        ({"client_effects": "enhancedblackwhite, popart,dithering"}, ("color",)),
+        ({"client_effects": "dithering", "effects": "dithering"}, ("color",)),
+        (
+            {"client_effects": "popart", "effects": "dithering,popart", "format": "png"},
+            ("color", "dithering"),
+        ),
+    ],
+)
+def test_client_effects_leave_the_server_the_cutout_and_the_rest(
+    form: dict[str, str], effects: tuple[str, ...]
+) -> None:
+    options = parse_options(MultiDict(form))
+    assert options.effects == effects and options.format == "png"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"client_effects": "color"},
+        {"client_effects": "popart,sepia"},
+        {"client_effects": "popart", "format": "webp"},
+        {"client_effects": "dithering", "format": "jpg+mask"},
+    ],
+)
+def test_client_effects_refuses_what_a_client_cannot_render(form: dict[str, str]) -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_options(MultiDict(form))
+    assert refused.value.status == 400 and refused.value.code == "invalid_client_effects"
+
+
+def test_without_client_effects_nothing_changes() -> None:
+    options = parse_options(MultiDict({}))
+    assert options.effects == EFFECT_NAMES and options.format == "webp"
