@@ -15,7 +15,7 @@ bp = Blueprint("demo", __name__, static_folder="static", static_url_path="/demo"
 # connect-src * (the browser effects fetch the cutout's bytes); 'wasm-unsafe-eval' lets the
 # page compile the effects module (WebAssembly only, not eval).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src * data: blob:; connect-src 'self' *; "
+    "default-src 'self'; img-src * data: blob:; connect-src 'self' * blob:; "
     "script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
