@@ -35,6 +35,7 @@
   // (PNG) only, and this page renders the other three from it, to the server's pixels.
   const MANIFEST = "static/wasm/manifest.json";
   let browserEffects = null; // { lib, effects } once loaded
+  let blobUrls = []; // the last run's renders, released when the next run starts
 
   async function loadBrowserEffects() {
     const toggle = $("browser-effects");
@@ -176,6 +177,8 @@
   }
 
   function reset(file) {
+    blobUrls.forEach((url) => URL.revokeObjectURL(url));
+    blobUrls = [];
     delete $("effects").dataset.previewOf;
     $("error").hidden = true;
     $("results").hidden = true;
@@ -294,6 +297,7 @@
       const ms = performance.now() - started;
       const png = await lib.encodePng(image);
       const url = URL.createObjectURL(new Blob([png], { type: "image/png" }));
+      blobUrls.push(url);
       made[name] = { output: { url, width: image.width, height: image.height, content_type: "image/png" }, ms };
     }
     return made;
