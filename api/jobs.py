@@ -13,7 +13,7 @@ from api.idempotency import fingerprint, idempotent
 from api.limits import refuse_when_queue_is_full
 from api.rendering import render_job
 from api.services import services
-from api.uploads import parse_options, read_image
+from api.uploads import parse_options, read_background, read_image
 from api.webhook_url import parse_webhook
 from jobs.record import JobError, JobRecord
 from jobs.submission import new_record, submit
@@ -27,14 +27,15 @@ MAX_WAIT_SECONDS = 120.0
 
 def _submit_from_request() -> JobRecord:
     data, info = read_image(request.files)
-    options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"])
+    background = read_background(request.files)
+    options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"], background)
     webhook = parse_webhook(request.form)
 
     def queue() -> JobRecord:
         model_id = current_app.config["MODEL_ID"]
         record = new_record(model_id, data, info, options, current_owner(), webhook)
         try:
-            record = submit(services(), record, data, refuse_when_queue_is_full)
+            record = submit(services(), record, data, refuse_when_queue_is_full, background)
         except ApiError:
             raise
         except Exception as exc:

@@ -1,0 +1,48 @@
+"""``refine=edges``: the mask sharpened against the photo at the output size.
+
+The model sees the photo at 1024² (or less) and its mask is scaled up to the output size, so
+on large photos hair and fur come out soft. A guided filter (He, Sun and Tang, 2010) with the
+photo's luma as the guide makes the mask follow the photo's own edges; the fast variant (He
+and Sun, 2015) finds its linear coefficients on a smaller image. Only the uncertain band
+around the subject's edge changes: solid interior and clear background stay as they were.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from workers.effects.common import luminance
+from workers.effects.filters import box_blur, grow, shrink
+
+# Radius as a fraction of the long edge (8 px at 2048) and the regulariser: a smaller eps
+# follows the guide's edges more closely, a larger one keeps more of the model's mask.
+RADIUS = 8 / 2048
+EPS = 1e-3
+BAND = (0.02, 0.98)  # alpha strictly between these is "uncertain"
+
+
+def guided_filter(
+    guide: torch.Tensor, src: torch.Tensor, radius: int, eps: float, factor: int = 1
+) -> torch.Tensor:
+    """B×1×H×W ``src`` filtered with the B×1×H×W ``guide``; coefficients found at
+    1/``factor`` of the size and applied at full size."""
+    g, p = shrink(guide, factor), shrink(src, factor)
+    r = max(1, round(radius / factor))
+    means = box_blur(torch.cat((g, p, g * g, g * p), dim=1), r)
+    mean_g, mean_p, mean_gg, mean_gp = means.split(1, dim=1)
+    var = (mean_gg - mean_g * mean_g).clamp_(min=0)
+    a = (mean_gp - mean_g * mean_p) / (var + eps)
+    b = mean_p - a * mean_g
+    ab = grow(box_blur(torch.cat((a, b), dim=1), r), guide.shape[-2:])
+    return torch.addcmul(ab[:, 1:], ab[:, :1], guide)
+
+
+def refine_edges(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """B×1×H×W mask refined by the B×3×H×W image (both in [0, 1])."""
+    height, width = mask.shape[-2:]
+    radius = max(2, round(RADIUS * max(height, width)))
+    factor = max(1, radius // 4)
+    filtered = guided_filter(luminance(image), mask, radius, EPS, factor).clamp_(0, 1)
+    uncertain = ((mask > BAND[0]) & (mask < BAND[1])).to(mask.dtype)
+    band = box_blur(uncertain, radius) > 0
+    return torch.where(band, filtered, mask)
