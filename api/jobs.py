@@ -23,6 +23,7 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
 log = logging.getLogger("cutout.api")
 
 MAX_WAIT_SECONDS = 120.0
+UNPROCESSABLE = frozenset({"invalid_image", "invalid_background", "no_subject"})
 
 
 def _submit_from_request() -> JobRecord:
@@ -106,5 +107,6 @@ def process_with_effects():  # type: ignore[no-untyped-def]
     if finished.status == "canceled":  # by a DELETE while this request waited
         return jsonify(error_body("job_canceled", "the job was canceled", job=body)), 409
     error = finished.error or JobError("failed", "the job failed")
-    status = 422 if error.code == "invalid_image" else 500
+    # The upload's fault (unreadable, or a photo without a subject to crop to): 422.
+    status = 422 if error.code in UNPROCESSABLE else 500
     return jsonify(error_body(error.code, error.message, job=body)), status
