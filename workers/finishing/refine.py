@@ -37,12 +37,14 @@ def guided_filter(
     return torch.addcmul(ab[:, 1:], ab[:, :1], guide)
 
 
-def refine_edges(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def refine_edges(
+    image: torch.Tensor, mask: torch.Tensor, radius_fraction: float = RADIUS, eps: float = EPS
+) -> torch.Tensor:
     """B×1×H×W mask refined by the B×3×H×W image (both in [0, 1])."""
     height, width = mask.shape[-2:]
-    radius = max(2, round(RADIUS * max(height, width)))
+    radius = max(2, round(radius_fraction * max(height, width)))
     factor = max(1, radius // 4)
-    filtered = guided_filter(luminance(image), mask, radius, EPS, factor).clamp_(0, 1)
+    filtered = guided_filter(luminance(image), mask, radius, eps, factor).clamp_(0, 1)
     uncertain = ((mask > BAND[0]) & (mask < BAND[1])).to(mask.dtype)
     band = box_blur(uncertain, radius) > 0
     return torch.where(band, filtered, mask)
