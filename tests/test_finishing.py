@@ -16,7 +16,7 @@ from PIL import Image
 
 from contract.options import Finishing, Layout, Margin, parse_margin, parse_position
 from tests.test_pipeline_stages import ALL, CONFIG, StandInEngine, photo
-from workers.finishing.compose import composite, fill, srgb_to_linear
+from workers.finishing.compose import composite, fill, place, srgb_to_linear
 from workers.finishing.finish import subject_box_on_device
 from workers.finishing.geometry import Box, plan, subject_box
 from workers.finishing.refine import refine_edges
@@ -44,6 +44,11 @@ def test_crop_margins_fit_and_position_follow_remove_bg() -> None:
     assert fitted.canvas_source() == (100.0, -50.0, 200.0, 200.0)
     with pytest.raises(ValueError):
         plan(400, 300, Box(0, 0, 0, 0), Layout(crop=True))
+    # A subject in the top left corner, no margin: still a crop, never the whole photo.
+    corner = plan(40, 30, Box(0, 0, 10, 5), Layout(crop=True))
+    layer = torch.arange(1200.0).view(1, 30, 40)
+    assert not corner.identity(40, 30) and place(layer, corner).shape == (1, 5, 10)
+    assert torch.equal(place(layer, corner), layer[:, :5, :10])
 
 
 def test_the_box_is_the_extent_of_the_pixels_at_least_five_percent_opaque() -> None:

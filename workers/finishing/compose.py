@@ -43,9 +43,9 @@ def resize(layer: torch.Tensor, size: tuple[int, int], smooth: bool) -> torch.Te
 def place(layer: torch.Tensor, plan: Plan, smooth: bool = True) -> torch.Tensor:
     """The C×H×W layer on the plan's canvas: its source region scaled onto the target box,
     zeros (transparent) everywhere else, past the photo's edges included."""
-    if plan.identity:
-        return layer
     height, width = layer.shape[-2:]
+    if plan.identity(width, height):
+        return layer
     src, tgt = plan.source, plan.target
     canvas_w, canvas_h = plan.canvas
     canvas = layer.new_zeros((layer.shape[0], canvas_h, canvas_w))
@@ -67,9 +67,9 @@ def place(layer: torch.Tensor, plan: Plan, smooth: bool = True) -> torch.Tensor:
 def fill(layer: torch.Tensor, plan: Plan) -> torch.Tensor:
     """The C×H×W layer over the whole canvas under the plan's scaling, its edge pixels
     repeated where the canvas reaches past the photo (a blurred photo behind a margin)."""
-    if plan.identity:
-        return layer
     height, width = layer.shape[-2:]
+    if plan.identity(width, height):
+        return layer
     left, top, w, h = plan.canvas_source()
     x0, y0 = math.floor(left), math.floor(top)
     x1, y1 = max(x0 + 1, math.ceil(left + w)), max(y0 + 1, math.ceil(top + h))

@@ -64,9 +64,10 @@ class Plan:
     target: Box
     canvas: tuple[int, int]
 
-    @property
-    def identity(self) -> bool:
-        return self.source == self.target and (self.source.left, self.source.top) == (0, 0)
+    def identity(self, width: int, height: int) -> bool:
+        """Whether the plan leaves a ``width`` × ``height`` photo as it is."""
+        whole = Box(0, 0, width, height)
+        return self.source == whole and self.target == whole
 
     def canvas_source(self) -> tuple[float, float, float, float]:
         """The photo region (left, top, width, height, fractional) the whole canvas shows
