@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ from workers.finishing.compose import composite, fill, place, srgb_to_linear
 from workers.finishing.finish import subject_box_on_device
 from workers.finishing.geometry import Box, plan, subject_box
 from workers.finishing.refine import refine_edges
-from workers.pipeline import JobInput, Pipeline
+from workers.pipeline import EncodedOutput, JobInput, Pipeline
 from workers.predictor import Segmenter
 
 
@@ -128,7 +129,16 @@ def test_a_batch_of_jobs_each_finished_its_own_way(pool: ThreadPoolExecutor) -> 
         JobInput("nothing", dark.getvalue(), ("color",), 96, "png",
                  finishing=Finishing.from_form({"crop": "subject"})),
     ]  # fmt: skip
-    outcomes = {o.job_id: o for o in Pipeline(Segmenter(StandInEngine(), CONFIG), pool).run(jobs)}
+    jobs[2] = replace(jobs[2], preview=True)
+    previews: dict[str, list[EncodedOutput]] = {}
+    pipeline = Pipeline(Segmenter(StandInEngine(), CONFIG), pool)
+    result = pipeline.process(jobs, lambda job_id, outs: previews.setdefault(job_id, outs))
+    outcomes = {o.job_id: o for o in result.outcomes}
+    # The previews show the job finished: its canvas, its background.
+    assert [p.name for p in previews["product"]] == list(ALL)
+    for preview in previews["product"]:
+        assert (preview.width, preview.height) == _open(preview.data).size == (120, 120)
+        assert np.asarray(_open(preview.data).convert("RGBA"))[..., 3].min() == 255
 
     assert outcomes["nothing"].error_code == "no_subject" and not outcomes["nothing"].outputs
     for name, outcome in outcomes.items():

@@ -187,6 +187,13 @@ def _render(
         copies[f"job/{index}/mask"] = to_uint8(done.mask)[0]
         for name, colour in done.colours.items():
             copies[f"job/{index}/colour/{name}"] = to_uint8(colour).permute(1, 2, 0)
+        if jobs[index].preview:  # its previews show it finished, at its canvas's shape
+            height, width = done.alpha.shape[-2:]
+            size = fit_within(width, height, PREVIEW_SIDE)
+            batched = {name: colour[None] for name, colour in done.colours.items()}
+            alpha, small = shrink(done.alpha[None], batched, size)
+            copies[f"job/{index}/preview/alpha"] = alpha[0]
+            copies.update({f"job/{index}/preview/{n}": c[0] for n, c in small.items()})
     for name, before in rendered.deferred.items():
         copies[f"deferred/{name}"] = before.permute(0, 2, 3, 1)
     preview_size = (0, 0)

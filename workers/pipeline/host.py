@@ -88,7 +88,7 @@ def finish_on_host(group: OnDevice, pool: Executor, encode_effect: EncodeEffect)
                 for name in (*masked.item.job.effects, "mask")
             },
             {n: previews[index][n] for n in masked.item.job.effects if n in previews[index]},
-            group.preview_size,
+            _preview_size(group, arrays, index),
             group.effects_ms,
             group.device_encode_ms if any(i == index for i, _ in group.device_jpegs) else 0.0,
             started,
@@ -111,13 +111,25 @@ def _queue_previews(group: OnDevice, arrays: Arrays, pool: Executor) -> Previews
     previews: Previews = [{} for _ in group.items]
     for index, masked in enumerate(group.items):
         job, icc = masked.item.job, masked.item.icc_profile
-        for name in job.effects if job.preview else ():
-            if name not in group.deferred:
+        for name in job.effects if job.preview and index not in group.failed else ():
+            if index in group.finished:  # its own canvas, finished
+                small = arrays[f"job/{index}/preview/{name}"]
+                small_alpha = arrays[f"job/{index}/preview/alpha"]
+                previews[index][name] = pool.submit(
+                    encode_image, small, small_alpha, PREVIEW_CODEC, icc
+                )
+            elif name not in group.deferred:
                 small, small_alpha = arrays[f"preview/{name}"], arrays["preview/alpha"]
                 previews[index][name] = pool.submit(
                     encode_image, small[index], small_alpha[index], PREVIEW_CODEC, icc
                 )
     return previews
+
+
+def _preview_size(group: OnDevice, arrays: Arrays, index: int) -> tuple[int, int]:
+    """(width, height) of the job's previews: the group's, or its own canvas's."""
+    own = arrays.get(f"job/{index}/preview/alpha")
+    return group.preview_size if own is None else (int(own.shape[1]), int(own.shape[0]))
 
 
 def _queue_host_steps(
