@@ -185,12 +185,21 @@ def test_client_effects_leave_the_server_the_cutout_and_the_rest(
         {"client_effects": "popart,sepia"},
         {"client_effects": "popart", "format": "webp"},
         {"client_effects": "dithering", "format": "jpg+mask"},
+        {"client_effects": "popart", "background": "#ffffff"},
+        {"client_effects": "popart", "crop": "subject"},
+        {"client_effects": "popart", "channels": "alpha"},
     ],
 )
 def test_client_effects_refuses_what_a_client_cannot_render(form: dict[str, str]) -> None:
     with pytest.raises(ApiError) as refused:
         parse_options(MultiDict(form))
     assert refused.value.status == 400 and refused.value.code == "invalid_client_effects"
+
+
+def test_client_effects_take_a_refined_mask() -> None:
+    # Edges are refined before the effects: the cutout's alpha is the mask they used.
+    options = parse_options(MultiDict({"client_effects": "popart", "refine": "edges"}))
+    assert options.effects == ("color", "enhancedblackwhite", "dithering")
 
 
 def test_without_client_effects_nothing_changes() -> None:

@@ -57,7 +57,11 @@
     syncFormat();
   }
 
-  const renderingHere = () => browserEffects !== null && $("browser-effects").checked;
+  // Only from the plain cutout: a background or a crop is the server's to apply after the
+  // effects, so with either the server renders all four.
+  const renderingHere = () =>
+    browserEffects !== null && $("browser-effects").checked &&
+    $("background").value === "transparent" && !$("crop").checked;
 
   // The browser renders from the lossless cutout: the format is PNG while it does.
   function syncFormat() {
@@ -342,6 +346,13 @@
     if (here) form.append("client_effects", browserEffects.lib.CLIENT_EFFECTS.join(","));
     form.append("max_size", $("max-size").value);
     form.append("preview", "true");
+    const background = $("background").value;
+    if (background === "colour") form.append("background", $("background-colour").value);
+    else if (background !== "transparent") form.append("background", background);
+    if ($("crop").checked) {
+      form.append("crop", "subject");
+      form.append("crop_margin", "5%");
+    }
     try {
       const started = performance.now();
       const { status, body } = await upload(form, (fraction) => {
@@ -388,10 +399,13 @@
     });
   }
 
-  $("browser-effects").addEventListener("change", syncFormat);
+  for (const id of ["browser-effects", "background", "crop"]) $(id).addEventListener("change", syncFormat);
   loadBrowserEffects();
   $("photo").addEventListener("change", onPicked);
   $("camera").addEventListener("change", onPicked);
   $("upload-form").addEventListener("submit", (event) => event.preventDefault());
+  $("background").addEventListener("change", () => {
+    $("colour-option").hidden = $("background").value !== "colour";
+  });
   setUpDropZone();
 })();
