@@ -106,7 +106,8 @@ def browser_ms(cutout_png: bytes, repeats: int) -> dict[str, float]:
 
 NODE_TIMES = """
 import { readFileSync } from "node:fs";
-const [js, wasm, png, repeats] = process.argv.slice(1);
+import { writeFileSync } from "node:fs";
+const [js, wasm, png, repeats, dir] = process.argv.slice(1);
 const lib = await import(js);
 const fx = await lib.loadEffects(readFileSync(wasm));
 const cutout = await lib.decodePng(readFileSync(png));
@@ -121,6 +122,7 @@ for (const name of lib.CLIENT_EFFECTS) {
   }
   t.sort((a, b) => a - b);
   out[name] = t[Math.floor(t.length / 2)];
+  writeFileSync(`${dir}/${name}.rgba`, fx[name](cutout).data);
 }
 console.log(JSON.stringify(out));
 """
@@ -147,6 +149,20 @@ def node_ms(cutout_png: bytes, repeats: int, scratch: Path) -> dict[str, float]:
         timeout=600,
     )
     return {name: float(ms) for name, ms in json.loads(run.stdout).items()}
+
+
+def _equal_to_server(image: torch.Tensor, mask: torch.Tensor, scratch: Path) -> dict[str, str]:
+    """Per effect: 'bit-exact', or how many pixels differ from the server's CPU render."""
+    rendered = render(image, mask, CLIENT_EFFECTS)
+    alpha = _to_host(rendered.alpha)
+    verdicts = {}
+    for name, colour in rendered.colours.items():
+        rgb = np.broadcast_to(_to_host(colour), (*alpha.shape[:2], 3)) * (alpha > 0)
+        want = np.dstack((rgb, alpha))
+        got = np.fromfile(scratch / f"{name}.rgba", np.uint8).reshape(want.shape)
+        differ = int((got != want).any(-1).sum())
+        verdicts[name] = "bit-exact" if not differ else f"{differ} pixels differ"
+    return verdicts
 
 
 def report(image: torch.Tensor, mask: torch.Tensor, repeats: int, scratch: Path) -> None:
@@ -180,11 +196,16 @@ def report(image: torch.Tensor, mask: torch.Tensor, repeats: int, scratch: Path)
     cutout = _job(image, mask, ["color"], "png")
     chromium = browser_ms(cutout, repeats)
     node = node_ms(cutout, repeats, scratch)
+    exact = _equal_to_server(image, mask, scratch)
     print(f"### Each effect at {width}x{height}: browser render vs the server's CPU\n")
     print("Server: the CPU one job spends on the effect (render + webp encode, one thread).")
     print("Browser: the module's render call on the decoded cutout (no decode, no encode).\n")
-    print("| effect | server CPU ms | headless Chromium ms | Node ms |")
-    print("|---|---:|---:|---:|")
+    print("Equal: the module's output (Node) against the server's CPU render, pixel for pixel.\n")
+    print("| effect | server CPU ms | headless Chromium ms | Node ms | equal |")
+    print("|---|---:|---:|---:|---|")
     for name in CLIENT_EFFECTS:
-        print(f"| {name} | {per_effect[name]:.0f} | {chromium[name]:.0f} | {node[name]:.0f} |")
+        print(
+            f"| {name} | {per_effect[name]:.0f} | {chromium[name]:.0f} | {node[name]:.0f} "
+            f"| {exact[name]} |"
+        )
     print()
