@@ -142,6 +142,7 @@ def node_ms(cutout_png: bytes, repeats: int, scratch: Path) -> dict[str, float]:
             str(BUILT / names["wasm"]),
             str(png),
             str(repeats),
+            str(scratch),
         ],
         capture_output=True,
         text=True,
