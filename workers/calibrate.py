@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,18 +32,36 @@ from workers.predictor import engine_context, preprocess
 from workers.settings import WorkerSettings
 
 
-def fp32_nodes(model_path: Path) -> list[str]:
-    """Nodes left unquantized: the first conv, and the last two convs with all that follows."""
+@dataclass(frozen=True)
+class Recipe:
+    """How the INT8 model is made; the defaults are what ships (bench/int8_variants.py
+    measures the others)."""
+
+    per_channel: bool = True  # int8 weights per output channel (else one scale per tensor)
+    moving_average: bool = False  # ranges: the mean of per-photo ranges (else the global min/max)
+    fp32_first_convs: int = 1  # leading convs left fp32
+    fp32_last_convs: int = 2  # from the n-th last conv on, everything stays fp32
+
+
+def fp32_nodes(model_path: Path, recipe: Recipe = Recipe()) -> list[str]:
+    """Nodes left unquantized: the first conv(s), and the last convs with all that follows."""
     import onnx
 
     nodes = list(onnx.load(str(model_path), load_external_data=False).graph.node)
     convs = [i for i, node in enumerate(nodes) if node.op_type == "Conv"]
-    keep = [nodes[convs[0]]] + nodes[convs[-2] :]
+    keep = [nodes[i] for i in convs[: recipe.fp32_first_convs]]
+    keep += nodes[convs[-recipe.fp32_last_convs] :] if recipe.fp32_last_convs else []
     return [node.name for node in keep]
 
 
-def calibrate_int8(ctx: EngineContext, photos: dict[str, np.ndarray]) -> Path:
-    """Quantize the fp32 export with ranges from ``photos`` at ``ctx.size``; returns the path."""
+def calibrate_int8(
+    ctx: EngineContext,
+    photos: dict[str, np.ndarray],
+    recipe: Recipe = Recipe(),
+    dest: Path | None = None,
+) -> Path:
+    """Quantize the fp32 export with ranges from ``photos`` at ``ctx.size``; returns the path
+    (by default the one the ``int8`` engine loads)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -68,7 +87,7 @@ def calibrate_int8(ctx: EngineContext, photos: dict[str, np.ndarray]) -> Path:
             return None if x is None else {INPUT_NAME: x}
 
     source = exported_fp32(ctx)
-    dest = int8_path(ctx)
+    dest = dest or int8_path(ctx)
     partial = dest.with_name(f"{dest.stem}.{os.getpid()}.partial.onnx")
     with tempfile.TemporaryDirectory(prefix="cutout-calibrate-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
@@ -80,9 +99,10 @@ def calibrate_int8(ctx: EngineContext, photos: dict[str, np.ndarray]) -> Path:
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            per_channel=True,
+            per_channel=recipe.per_channel,
             calibrate_method=CalibrationMethod.MinMax,
-            nodes_to_exclude=fp32_nodes(prepared),
+            nodes_to_exclude=fp32_nodes(prepared, recipe),
+            extra_options={"CalibMovingAverage": recipe.moving_average},
         )
     os.replace(partial, dest)
     return dest
