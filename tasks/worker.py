@@ -102,6 +102,19 @@ def _log_cold_start(sender: Any = None, **_: Any) -> None:
 
 
 @signals.worker_ready.connect
+def _start_engine_switch(sender: Any = None, **_: Any) -> None:
+    # After the worker is ready, so the first jobs never wait for the gate.
+    worker = sender.controller if sender is not None else None
+    if worker is None or not _consumes_gpu(worker):
+        return
+    from tasks.segment import segment
+
+    switch = segment.engine_switch
+    if switch is not None:
+        switch.start()
+
+
+@signals.worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     from tasks.segment import segment
 
@@ -129,3 +142,10 @@ def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
     # beat goes stale.
     while _beating:
         _beating.pop().stop()
+
+
+@signals.worker_shutdown.connect
+def _stop_engine_switch(sender: Any = None, **_: Any) -> None:
+    from tasks.segment import segment
+
+    segment.stop_engine_switch()  # a background gate still running ends with its worker
