@@ -7,11 +7,15 @@ worst and mean IoU, the worst photo, ms/img (median, batch 1) and the speed rati
 current recipe measured in the same run. Nothing is written to the real model dir.
 
     python -m bench.int8_variants --size 1024 --threads 1 [--only current,more-photos]
+
+The load on a shared machine drifts between variants, so ``--retime N`` times every variant
+again afterwards, in alternation (N rounds over the gate's photos), for the speed ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -21,6 +25,7 @@ from pathlib import Path
 import torch
 
 from workers.calibrate import Recipe, calibrate_int8
+from workers.engines.base import EngineContext
 from workers.engines.gate import check_engine, timed_masks
 from workers.engines.ort import OnnxRuntimeEngine
 from workers.engines.registry import build_engine
@@ -30,13 +35,15 @@ from workers.settings import WorkerSettings
 
 MORE = CALIBRATION_PHOTOS + EXTRA_CALIBRATION_PHOTOS
 VARIANTS: dict[str, tuple[tuple[str, ...], Recipe]] = {
-    "current": (CALIBRATION_PHOTOS, Recipe()),
-    "more-photos": (MORE, Recipe()),
+    # What shipped before issue 21: the global min/max over the photos.
+    "current": (CALIBRATION_PHOTOS, Recipe(moving_average=False)),
+    "more-photos": (MORE, Recipe(moving_average=False)),
     "mean-of-ranges": (CALIBRATION_PHOTOS, Recipe(moving_average=True)),
-    "fp32-last-3": (CALIBRATION_PHOTOS, Recipe(fp32_last_convs=3)),
-    "fp32-first-2": (CALIBRATION_PHOTOS, Recipe(fp32_first_convs=2)),
+    "fp32-last-3": (CALIBRATION_PHOTOS, Recipe(moving_average=False, fp32_last_convs=3)),
+    "fp32-first-2": (CALIBRATION_PHOTOS, Recipe(moving_average=False, fp32_first_convs=2)),
     "more-photos+mean": (MORE, Recipe(moving_average=True)),
-    "per-tensor-weights": (CALIBRATION_PHOTOS, Recipe(per_channel=False)),
+    "mean+fp32-first-2": (CALIBRATION_PHOTOS, Recipe(moving_average=True, fp32_first_convs=2)),
+    "per-tensor-weights": (CALIBRATION_PHOTOS, Recipe(moving_average=False, per_channel=False)),
 }
 
 
@@ -45,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--only", default=",".join(VARIANTS))
+    parser.add_argument("--retime", type=int, default=0, help="alternating timing rounds")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = [n for n in args.only.split(",") if n]
@@ -75,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print("| variant | calib. photos | worst IoU (photo) | mean IoU | ms/img | vs current |")
         print("|---|---|---|---|---|---|", flush=True)
         current_ms = None
+        paths: dict[str, Path] = {}
         for name in names:
             calibration, recipe = VARIANTS[name]
             began = time.perf_counter()
@@ -82,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
                 ctx, load_photos(calibration), recipe, dest=scratch / f"{name}.onnx"
             )
             calibrated = time.perf_counter() - began
+            paths[name] = path
             engine = OnnxRuntimeEngine(ctx, path)
             result = check_engine(engine, 0.97, inputs, reference)
             worst = min(result.ious, key=lambda k: result.ious[k])
@@ -96,7 +106,26 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             del engine
+        if args.retime:
+            retime(ctx, paths, inputs, args.retime)
     return 0
+
+
+def retime(
+    ctx: EngineContext, paths: dict[str, Path], inputs: dict[str, torch.Tensor], rounds: int
+) -> None:
+    """Each variant's median ms/img over ``rounds`` alternating passes of the gate's photos."""
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    for _ in range(rounds):
+        for name, path in paths.items():
+            _, taken = timed_masks(OnnxRuntimeEngine(ctx, path), inputs)
+            seconds[name] += taken
+    base = statistics.median(seconds["current"])
+    print(f"\nRe-timed in alternation ({rounds} rounds x {len(inputs)} photos, median):\n")
+    print("| variant | ms/img | vs current |\n|---|---|---|")
+    for name, taken in seconds.items():
+        ms = statistics.median(taken)
+        print(f"| {name} | {ms * 1000:.0f} | {base / ms:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
