@@ -129,6 +129,8 @@ class EngineSwitch:
         code = self.process.wait()
         if records_for(engine_context(self.settings)):
             return True
+        if self._stopping:  # ended by stop(): the worker is going away
+            return False
         self.outcome = (
             f"the background quality gate filed no report (exit {code}); auto stays on "
             f"{self.current}: run `make engines` to gate the engines by hand"
