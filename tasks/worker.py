@@ -102,19 +102,6 @@ def _log_cold_start(sender: Any = None, **_: Any) -> None:
 
 
 @signals.worker_ready.connect
-def _start_engine_switch(sender: Any = None, **_: Any) -> None:
-    # After the worker is ready, so the first jobs never wait for the gate.
-    worker = sender.controller if sender is not None else None
-    if worker is None or not _consumes_gpu(worker):
-        return
-    from tasks.segment import segment
-
-    switch = segment.engine_switch
-    if switch is not None:
-        switch.start()
-
-
-@signals.worker_ready.connect
 def _start_heartbeat(sender: Any = None, **_: Any) -> None:
     from tasks.segment import segment
 
@@ -134,6 +121,20 @@ def _record_ready() -> None:
     total = time.time() - psutil.Process().create_time()
     metrics.record_cold_start("total", total)
     log.info("ready for jobs %.2fs after the process started", total, extra={"stage": "ready"})
+
+
+@signals.worker_ready.connect
+def _start_engine_switch(sender: Any = None, **_: Any) -> None:
+    # Connected after the heartbeat: the worker is ready (and says so) before the gate starts,
+    # so the first jobs never wait for it.
+    worker = sender.controller if sender is not None else None
+    if worker is None or not _consumes_gpu(worker):
+        return
+    from tasks.segment import segment
+
+    switch = segment.engine_switch
+    if switch is not None:
+        switch.start()
 
 
 @signals.worker_shutdown.connect
