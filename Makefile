@@ -55,10 +55,11 @@ run: weights
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"
 	@echo ""
-	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md); honcho
-	# numbers them through PORT (gpu0 metrics on :9101, gpu1 on :9111, …).
+	# The Procfile under supervisord, which restarts any process that dies (docs/resilience.md).
+	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md), numbered
+	# through PORT as honcho did (gpu0 metrics on :9101, gpu1 on :9111, …).
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUTOUT_ENV=$${CUTOUT_ENV:-development} \
-	  $(VENV)/bin/honcho start -f Procfile -c gpu=$${CUTOUT_GPU_WORKERS:-1}
+	  $(PY) -m devtools.supervise -c gpu=$${CUTOUT_GPU_WORKERS:-1}
 
 test: weights browser promtool
 	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)

@@ -65,7 +65,13 @@ class SegmentTask(JobResources, Batches):
                 GPU_QUEUE,
             )
         processor = BatchProcessor(self.pipeline)
-        return JobRunner(self.services.dispatcher, processor, CostMeter.from_env(), quality)
+        return JobRunner(
+            self.services.dispatcher,
+            processor,
+            CostMeter.from_env(),
+            quality,
+            storage_retry_for=self.services.settings.storage_retry_seconds,
+        )
 
 
 @shared_task(base=SegmentTask, bind=True, name=SEGMENT_TASK)
