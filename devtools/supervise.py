@@ -18,6 +18,7 @@ import argparse
 import os
 import re
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,23 @@ def config(progs: list[Program], run_dir: Path, workdir: Path) -> str:
             "stdout_logfile_maxbytes=0",
         ]
     return "\n".join(sections) + "\n"
+
+
+def running(run_dir: Path, timeout: float = 30) -> dict[str, int]:
+    """The supervised programs that are RUNNING now and their pids (``supervisorctl status``);
+    empty when supervisord does not answer."""
+    conf = str(run_dir / "supervisord.conf")
+    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", conf, "status"]
+    try:
+        out = subprocess.run(ctl, capture_output=True, text=True, timeout=timeout).stdout
+    except subprocess.TimeoutExpired:
+        return {}
+    found = {}
+    for line in out.splitlines():  # "gpu0   RUNNING   pid 1234, uptime 0:00:09"
+        parts = line.split()
+        if len(parts) >= 4 and parts[1] == "RUNNING" and parts[2] == "pid":
+            found[parts[0]] = int(parts[3].rstrip(","))
+    return found
 
 
 def _concurrency(values: list[str]) -> dict[str, int]:

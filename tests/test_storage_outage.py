@@ -34,7 +34,10 @@ from workers.predictor import Segmenter
 
 
 def _client_error(status: int, code: str) -> ClientError:
-    response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    response = {
+        "Error": {"Code": code, "Message": code},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
     return ClientError(response, "PutObject")  # type: ignore[arg-type]
 
 

@@ -16,7 +16,7 @@ import redis
 import requests
 
 from devtools.redis_server import free_port
-from devtools.supervise import config, programs, read_procfile
+from devtools.supervise import config, programs, read_procfile, running
 from tests.conftest import ROOT, _spawn, stack_env, wait_until
 
 
@@ -39,21 +39,8 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _processes(run_dir: Path) -> dict[str, int]:
-    """The running programs and their pids, as ``supervisorctl status`` reports them."""
-    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(run_dir / "supervisord.conf"),
-           "status"]  # fmt: skip
-    out = subprocess.run(ctl, capture_output=True, text=True, timeout=30).stdout
-    found = {}
-    for line in out.splitlines():  # "gpu0   RUNNING   pid 1234, uptime 0:00:09"
-        parts = line.split()
-        if len(parts) >= 4 and parts[1] == "RUNNING":
-            found[parts[0]] = int(parts[3].rstrip(","))
-    return found
-
-
 def _all_five(run_dir: Path) -> dict[str, int] | None:
-    found = _processes(run_dir)
+    found = running(run_dir)
     return found if set(found) == {"api", "gpu0", "io", "flower", "beat"} else None
 
 
@@ -62,6 +49,7 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
     redis_url: str, weights: Path, tmp_path: Path
 ) -> None:
     redis.Redis.from_url(redis_url).flushdb()
+    log, run_dir = tmp_path / "supervise.log", tmp_path / "run"
     api_port = free_port()
     url = f"http://127.0.0.1:{api_port}"
     env = stack_env(
@@ -75,7 +63,6 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
         CUTOUT_IO_METRICS_PORT=str(free_port()),
         PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     )
-    log, run_dir = tmp_path / "supervise.log", tmp_path / "run"
     # As the Makefile runs it (its PATH and CUTOUT_ENV included), on this test's ports.
     sup = _spawn([sys.executable, "-m", "devtools.supervise", "-c", "gpu=1"], env, log)
     try:
@@ -86,13 +73,14 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
 
         beats = redis.Redis.from_url(redis_url)
         wait_until(
-            lambda: any(s > killed_at for _, s in beats.zrange("cutout:workers:gpu", 0, -1,
-                                                               withscores=True)),  # fmt: skip
+            lambda: any(
+                s > killed_at for _, s in beats.zrange("cutout:workers:gpu", 0, -1, withscores=True)
+            ),  # fmt: skip
             180,
             "a heartbeat from the restarted gpu worker",
         )
         assert _ready(url)
-        after = _processes(run_dir)
+        after = running(run_dir)
         assert after["gpu0"] != before["gpu0"]
         assert {k: v for k, v in after.items() if k != "gpu0"} == {
             k: v for k, v in before.items() if k != "gpu0"
@@ -100,7 +88,7 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
         assert "exited: gpu0 (terminated by SIGKILL; not expected)" in log.read_text()
         assert psutil.Process(after["gpu0"]).ppid() == sup.pid
     finally:
-        tops = [psutil.Process(pid) for pid in _processes(run_dir).values()]
+        tops = [psutil.Process(pid) for pid in running(run_dir).values()]
         survivors = tops + [child for top in tops for child in top.children(recursive=True)]
         sup.send_signal(signal.SIGINT)  # Ctrl-C
         try:
