@@ -6,18 +6,24 @@ errors fail it at once (storage_error). On a real tmpfs, filled and freed."""
 from __future__ import annotations
 
 import errno
+import os
+import signal
 import subprocess
+import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import redis
+import torch
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, EndpointConnectionError
 
+from devtools.redis_server import free_port
 from jobs.dispatch import Dispatcher
 from jobs.record import JobRecord
 from jobs.runner import JobRunner
@@ -25,6 +31,7 @@ from jobs.store import JobStore
 from storage import StorageSettings, open_store
 from storage.result_cache import ResultCache
 from storage.transient import RetryWindow, StorageUnavailable, is_transient
+from tests.conftest import S3Server, _listening, _spawn, _stop, wait_until
 from tests.test_job_runner import queued
 from tests.test_pipeline_stages import CONFIG, StandInEngine
 from tests.test_result_cache import Queue
@@ -216,3 +223,71 @@ def test_a_read_only_disk_fails_the_job_at_once(harness: Harness, disk: Path) ->
     status, took, code = _run(harness, job)
     assert (status, code) == ("failed", "storage_error")
     assert took < 10, "a permanent error is not waited out"
+
+
+class S3Blip:
+    """A real S3 server (nanio) of this test's own, which it can stop and start again on the
+    same port and data directory, so buckets and objects survive the outage."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = free_port()
+        self.server = S3Server(f"http://127.0.0.1:{self.port}", "cutout-test", uuid.uuid4().hex)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "NANIO_ACCESS_KEY": self.server.access_key,
+               "NANIO_SECRET_KEY": self.server.secret_key}  # fmt: skip
+        args = [sys.executable, "-m", "nanio", "serve", "--data-dir", str(self.base / "data"),
+                "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log",
+                "--log-level", "warning"]  # fmt: skip
+        self.proc = _spawn(args, env, self.base / "nanio.log")
+        wait_until(lambda: _listening(self.port), 30, "nanio")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc, signal.SIGKILL)
+
+
+class BlippingEngine(StandInEngine):
+    """Stops the S3 server while the model runs (after the input was read, before the outputs
+    are stored) and starts it again ``down_for`` seconds later."""
+
+    def __init__(self, blip: S3Blip, down_for: float) -> None:
+        super().__init__()
+        self.blip, self.down_for = blip, down_for
+
+    def predict(self, batch: torch.Tensor) -> torch.Tensor:
+        if not self.calls:
+            self.blip.stop()
+            threading.Timer(self.down_for, self.blip.start).start()
+        return super().predict(batch)
+
+
+def test_an_s3_outage_within_the_window_costs_a_wait_not_the_job(
+    redis_client: redis.Redis, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blip = S3Blip(tmp_path)
+    blip.start()
+    try:
+        bucket = blip.server.new_bucket()
+        # One try per request, so the outage reaches the window at once (botocore's own
+        # retries would otherwise wait it out first).
+        settings = blip.server.settings(bucket, s3_max_attempts=1, s3_timeout_seconds=2.0)
+        jobs = JobStore(redis_client, ttl_seconds=60)
+        dispatcher = Dispatcher(jobs, ResultCache(redis_client), open_store(settings), Queue())
+        engine = BlippingEngine(blip, down_for=1.5)
+        with ThreadPoolExecutor(2) as pool:
+            processor = BatchProcessor(Pipeline(Segmenter(engine, CONFIG), pool))
+            runner = JobRunner(dispatcher, processor, storage_retry_for=30)
+            job = queued(dispatcher, "s3-outage", ["color"])
+            status, took, _ = _run(Harness(dispatcher, engine, runner), job)
+        assert status == "succeeded"
+        assert took >= 1.5 and len(engine.calls) == 1
+        assert "trying again" in caplog.text  # the store failed while the server was down
+        record = jobs.get(job.id)
+        assert record is not None
+        stored = blip.server.client().list_objects_v2(Bucket=bucket, Prefix="results/")
+        assert {o["Key"] for o in stored["Contents"]} >= {o.key for o in record.outputs.values()}
+    finally:
+        blip.stop()
