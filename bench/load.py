@@ -1,7 +1,7 @@
 """The project's own load, soak and cold-start-storm driver, against a real stack on 127.0.0.1.
 
     .venv/bin/python -m bench.load run [--rate 100] [--duration 60] [--mix ...] [--json F]
-    .venv/bin/python -m bench.load storm [--workers 4] [--timeout 300]
+    .venv/bin/python -m bench.load storm [--workers 1,4] [--timeout 300]
 
 ``run`` starts the stack the way ``make run`` does (``devtools/supervise.py``: gunicorn, a gpu
 worker, the io worker, beat, Flower) on free ports with a Redis and a storage directory of its
@@ -522,7 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--seed", type=int, default=0)
     load.add_argument("--json", type=Path, help="also write the summary here")
     cold = sub.add_parser("storm", help="start N gpu workers at once: time to all-ready")
-    cold.add_argument("--workers", type=int, default=4)
+    cold.add_argument(
+        "--workers",
+        default="4",
+        help="N, or N,M,... for storms one after another (1 first: the baseline)",
+    )
     cold.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
     if args.command == "run":
@@ -534,9 +538,10 @@ def main(argv: list[str] | None = None) -> int:
             f"\nmachine load average (1/5/15 min) at the end: {summary['machine_load_avg_1_5_15']}"
         )
     else:
-        if not 1 <= args.workers <= 16:
-            parser.error("--workers must be between 1 and 16")
-        summary = storm(args.workers, args.timeout)
+        sizes = [int(n) for n in args.workers.split(",") if n.strip().isdigit()]
+        if not sizes or not all(1 <= n <= 16 for n in sizes):
+            parser.error("--workers: numbers between 1 and 16, comma-separated")
+        summary = {"storms": [storm(n, args.timeout) for n in sizes]}
         print(json.dumps(summary, indent=2))
     if getattr(args, "json", None):
         args.json.write_text(json.dumps(summary, indent=2))
