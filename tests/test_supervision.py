@@ -50,7 +50,7 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
 ) -> None:
     redis.Redis.from_url(redis_url).flushdb()
     log, run_dir = tmp_path / "supervise.log", tmp_path / "run"
-    api_port = free_port()
+    api_port, gpu_metrics = free_port(), free_port()
     url = f"http://127.0.0.1:{api_port}"
     env = stack_env(
         redis_url,
@@ -59,7 +59,7 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
         CUTOUT_RUN_DIR=str(run_dir),
         CUTOUT_API_PORT=str(api_port),
         CUTOUT_FLOWER_PORT=str(free_port()),
-        CUTOUT_GPU_METRICS_PORT=str(free_port()),
+        CUTOUT_GPU_METRICS_PORT=str(gpu_metrics),
         CUTOUT_IO_METRICS_PORT=str(free_port()),
         PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     )
@@ -68,6 +68,8 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
     try:
         wait_until(lambda: _ready(url), 180, "the supervised stack to be ready")
         before = wait_until(lambda: _all_five(run_dir), 30, "all five processes", 1)
+        # The Procfile's port arithmetic under sh: gpu0's metrics on CUTOUT_GPU_METRICS_PORT.
+        assert requests.get(f"http://127.0.0.1:{gpu_metrics}/metrics", timeout=5).ok
         killed_at = time.time()
         os.kill(before["gpu0"], signal.SIGKILL)
 
