@@ -306,7 +306,12 @@ class Report:
                 "rss_start_mb": round(points[0][1], 1),
                 "rss_end_mb": round(points[-1][1], 1),
                 "slope_mb_per_min": round(slope_per_minute([p for p in points if p[0] >= cut]), 3),
+                # Flat here but not above: growth that levels off (warm-up, allocator), not a leak.
+                "slope_last_half_mb_per_min": round(
+                    slope_per_minute(points[len(points) // 2 :]), 3
+                ),
                 "samples": len(points),
+                "series": [(round(t - first, 1), round(v, 1)) for t, v in points],
             }
         ok_all = [a.latency for a in self.answers if 200 <= a.status < 400]
         return {
@@ -343,10 +348,15 @@ def markdown(summary: Mapping[str, Any]) -> str:
         )
     lines += ["", "| answer | count |", "|---|---|"]
     lines += [f"| {key} | {n} |" for key, n in summary["answers"].items()]
-    lines += ["", "| process | RSS start MB | RSS end MB | slope MB/min |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| process | RSS start MB | RSS end MB | slope MB/min | last half MB/min |",
+        "|---|---|---|---|---|",
+    ]
     for label, row in summary["memory"].items():
         lines.append(
-            f"| {label} | {row['rss_start_mb']} | {row['rss_end_mb']} | {row['slope_mb_per_min']} |"
+            f"| {label} | {row['rss_start_mb']} | {row['rss_end_mb']} | "
+            f"{row['slope_mb_per_min']} | {row['slope_last_half_mb_per_min']} |"
         )
     return "\n".join(lines)
 

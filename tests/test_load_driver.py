@@ -76,7 +76,9 @@ def test_the_rss_slope_is_in_mb_per_minute_and_skips_the_warmup() -> None:
     # A jump while warming up, flat afterwards: no leak once the warm-up is left out.
     points = [(0.0, 50.0)] + [(float(t), 200.0) for t in range(10, 100, 10)]
     report = Report(1, 100, [], memory={"api": points}, warmup=0.1, wall=100)
-    assert report.summary()["memory"]["api"]["slope_mb_per_min"] == 0
+    memory = report.summary()["memory"]["api"]
+    assert memory["slope_mb_per_min"] == 0 and memory["slope_last_half_mb_per_min"] == 0
+    assert memory["series"][0] == (0.0, 50.0)
 
 
 def test_the_sampler_reads_this_process_and_its_children() -> None:
