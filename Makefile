@@ -57,10 +57,11 @@ run: weights
 	@# Which engine the gpu worker runs, and on a first run what it switches to (docs/engines.md).
 	@echo "  $$($(PY) -m workers.engines.plan)"
 	@echo ""
-	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md); honcho
-	# numbers them through PORT (gpu0 metrics on :9101, gpu1 on :9111, …).
+	# The Procfile under supervisord, which restarts any process that dies (docs/resilience.md).
+	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md), numbered
+	# through PORT as honcho did (gpu0 metrics on :9101, gpu1 on :9111, …).
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUTOUT_ENV=$${CUTOUT_ENV:-development} \
-	  $(VENV)/bin/honcho start -f Procfile -c gpu=$${CUTOUT_GPU_WORKERS:-1}
+	  $(PY) -m devtools.supervise -c gpu=$${CUTOUT_GPU_WORKERS:-1}
 
 # Two processes, a test file each (module fixtures such as a stack are started once per file);
 # most files wait on subprocesses and sockets, so two share a 2-core machine well.

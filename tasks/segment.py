@@ -67,7 +67,13 @@ class SegmentTask(JobResources, Batches):
                 GPU_QUEUE,
             )
         processor = BatchProcessor(self.pipeline)
-        return JobRunner(self.services.dispatcher, processor, CostMeter.from_env(), quality)
+        return JobRunner(
+            self.services.dispatcher,
+            processor,
+            CostMeter.from_env(),
+            quality,
+            storage_retry_for=self.services.settings.storage_retry_seconds,
+        )
 
     @cached_property
     def engine_switch(self) -> EngineSwitch | None:
