@@ -1,0 +1,99 @@
+"""The service with RabbitMQ as its broker (``CUTOUT_BROKER_URL=amqp://…``): quorum queues,
+real acknowledgements, countdowns through Celery's native delayed delivery, depth read by a
+passive declare. The end-to-end job test, the webhook retry test (its ``Retry-After: 1`` is a
+countdown) and the worker-SIGKILL redelivery test are the Redis stack's own, run here on a
+stack whose broker is a vhost of its own on the machine's RabbitMQ; the job store stays Redis.
+
+RabbitMQ: 127.0.0.1:5672 as guest/guest, or ``CUTOUT_TEST_RABBITMQ`` (an ``amqp://`` URL
+without a vhost); vhosts are made and deleted with ``rabbitmqctl``. Skipped where neither
+answers, except in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from jobs.amqp_queues import AmqpQueues
+from tests.conftest import Stack, run_stack
+from tests.test_live_api_e2e import STACK_ENV as WEBHOOK_ENV
+
+# The Redis stack's own tests, collected again here with this module's `stack` (the SIGKILL
+# test replaces the stack's worker, so it comes last).
+from tests.test_live_api_e2e import test_a_webhook_fails_twice_then_arrives_signed  # noqa: F401
+from tests.test_service_e2e import test_three_photos_end_to_end  # noqa: F401
+from tests.test_worker_e2e import test_a_worker_killed_mid_batch_loses_no_job  # noqa: F401
+
+pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
+
+RABBITMQ = os.environ.get("CUTOUT_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
+
+
+def _unavailable(why: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"RabbitMQ is needed in CI: {why}")
+    pytest.skip(f"no RabbitMQ to test against: {why}")
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def rabbitmq_url() -> Iterator[str]:
+    """A vhost of this run's own, so parallel runs never share a queue; deleted after."""
+    if shutil.which("rabbitmqctl") is None:
+        _unavailable("rabbitmqctl is not on the PATH")
+    vhost = f"cutout-test-{uuid.uuid4().hex[:10]}"
+    try:
+        _rabbitmqctl("add_vhost", vhost)
+    except (subprocess.SubprocessError, OSError) as exc:
+        _unavailable(f"rabbitmqctl add_vhost failed: {exc}")
+    try:
+        user = Connection(RABBITMQ).userid or "guest"
+        _rabbitmqctl("set_permissions", "-p", vhost, user, ".*", ".*", ".*")
+        yield f"{RABBITMQ}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="module")
+def stack(
+    rabbitmq_url: str, redis_url: str, weights: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    env = {**WEBHOOK_ENV, "CUTOUT_BROKER_URL": rabbitmq_url}
+    with run_stack(redis_url, tmp_path_factory.mktemp("amqp-stack"), **env) as running:
+        yield running
+
+
+def test_the_queues_are_quorum_queues_and_admission_reads_their_depth(
+    stack: Stack, rabbitmq_url: str
+) -> None:
+    """What the worker declared: durable quorum queues; a message published to `gpu` while
+    nothing consumes it is one the API's depth reading (admission, metrics) counts."""
+    with Connection(rabbitmq_url) as connection:
+        channel = connection.default_channel
+        for name in ("gpu", "io"):
+            # Redeclaring with other arguments is refused (406): these are the queue's own.
+            channel.queue_declare(
+                name, durable=True, arguments={"x-queue-type": "quorum"}, passive=False
+            )
+        probe = f"probe-{uuid.uuid4().hex[:8]}"
+        channel.queue_declare(probe, durable=True, arguments={"x-queue-type": "quorum"})
+        queues = AmqpQueues(rabbitmq_url)
+        try:
+            assert queues.depth(probe) == 0
+            assert queues.depth("no-such-queue") == 0
+            for _ in range(3):
+                channel.basic_publish(b"{}", exchange="", routing_key=probe)
+            assert queues.depth(probe) == 3
+        finally:
+            queues.close()
+            channel.queue_delete(probe)
