@@ -88,7 +88,9 @@ def start_group(
 ) -> SentinelGroup:
     """Primary, replica in sync with it, ``sentinels`` sentinels that see both: ready to use."""
     primary, replica = free_port(), free_port()
-    group = SentinelGroup(service, workdir, primary, replica, [free_port() for _ in range(sentinels)])
+    group = SentinelGroup(
+        service, workdir, primary, replica, [free_port() for _ in range(sentinels)]
+    )
     try:
         group.processes[primary] = start(primary, workdir / "primary")
         group.processes[replica] = start(replica, workdir / "replica")
