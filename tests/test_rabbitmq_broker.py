@@ -33,6 +33,7 @@ from tests.test_worker_e2e import test_a_worker_killed_mid_batch_loses_no_job  #
 
 pytestmark = [pytest.mark.slow, pytest.mark.rabbitmq]
 
+QUORUM = {"x-queue-type": "quorum"}
 RABBITMQ = os.environ.get("CUTOUT_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672")
 
 
@@ -82,11 +83,9 @@ def test_the_queues_are_quorum_queues_and_admission_reads_their_depth(
         channel = connection.default_channel
         for name in ("gpu", "io"):
             # Redeclaring with other arguments is refused (406): these are the queue's own.
-            channel.queue_declare(
-                name, durable=True, arguments={"x-queue-type": "quorum"}, passive=False
-            )
+            channel.queue_declare(name, durable=True, auto_delete=False, arguments=QUORUM)
         probe = f"probe-{uuid.uuid4().hex[:8]}"
-        channel.queue_declare(probe, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_declare(probe, durable=True, auto_delete=False, arguments=QUORUM)
         queues = AmqpQueues(rabbitmq_url)
         try:
             assert queues.depth(probe) == 0
