@@ -12,6 +12,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -38,8 +39,8 @@ class SentinelGroup:
 
     def primary_port_now(self) -> int:
         """The port the sentinels name as primary at this moment."""
-        _, port = self.sentinel().sentinel_get_master_addr_by_name(self.service)
-        return int(port)
+        address: Any = self.sentinel().sentinel_get_master_addr_by_name(self.service)
+        return int(address[1])
 
     def kill(self, port: int) -> None:
         """SIGKILL the node on ``port``: a crash, with no goodbye to anyone."""
@@ -105,7 +106,9 @@ def start_group(
             group.processes[port] = _start_sentinel(port, primary, service, workdir, down_after_ms)
 
         def everyone_knows() -> bool:  # each sentinel finds the others through the primary
-            states = [group.sentinel(i).sentinel_master(service) for i in range(sentinels)]
+            states: list[Any] = [
+                group.sentinel(i).sentinel_master(service) for i in range(sentinels)
+            ]
             return all(
                 s["num-slaves"] == 1 and s["num-other-sentinels"] == sentinels - 1 for s in states
             )

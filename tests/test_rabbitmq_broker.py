@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Producer
 
 from jobs.amqp_queues import AmqpQueues
 from tests.conftest import Stack, run_stack
@@ -91,7 +91,7 @@ def test_the_queues_are_quorum_queues_and_admission_reads_their_depth(
             assert queues.depth(probe) == 0
             assert queues.depth("no-such-queue") == 0
             for _ in range(3):
-                channel.basic_publish(b"{}", exchange="", routing_key=probe)
+                Producer(channel).publish(b"{}", exchange="", routing_key=probe)
             assert queues.depth(probe) == 3
         finally:
             queues.close()

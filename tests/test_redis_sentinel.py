@@ -76,10 +76,13 @@ def test_killing_the_primary_mid_run_loses_no_job(
     done = photos["chelsea"]
 
     def traffic() -> None:
-        quality = 60
+        rounds = 0
         while not stop.is_set():
-            quality += 1  # a new photo each time: a new job, not a cache hit
-            for what, data in (("new", photo_jpeg("coffee", quality)), ("hit", done)):
+            rounds += 1  # a new photo every fifth round (a job to run on a CPU), else a hit
+            sends = [("hit", done)]
+            if rounds % 5 == 1:
+                sends.append(("new", photo_jpeg("coffee", 60 + rounds)))
+            for what, data in sends:
                 r = requests.post(
                     f"{stack.api_url}/api/v2/jobs",
                     files={"image": ("p.jpg", data)},
