@@ -139,6 +139,7 @@ def measure(jobs: int, polls: int, workdir: Path) -> dict[str, dict[str, Counter
         "CUTOUT_RATE_LIMIT_READ": "100000 per minute",
     }
     results: dict[str, dict[str, Counter[str]]] = {}
+    (workdir / "stack").mkdir()
     try:
         with run_stack(store_url, workdir / "stack", **env) as stack:
             io = start_worker({**stack.env, "CUTOUT_METRICS_PORT": str(free_port())}, stack.logs,
