@@ -152,6 +152,8 @@ def measure(jobs: int, polls: int, workdir: Path) -> dict[str, dict[str, Counter
                 seconds = time.monotonic() - started
                 for name, client in counted.clients.items():
                     raw = commandstats(client)
+                    raw["info"] -= 1  # this read itself
+                    raw["config|resetstat"] = 0
                     counted.idle[name] = {c: n / seconds for c, n in raw.items()}
                 results["idle (per second)"] = {
                     n: Counter({c: round(v, 2) for c, v in rates.items() if v >= 0.05})  # type: ignore[misc]

@@ -93,11 +93,13 @@ class QueueReader(Protocol):
 
 
 def broker_queues(conf: Any, client: redis.Redis) -> QueueReader:
-    """The reader for the broker ``conf`` names (``CUTOUT_BROKER_URL``; Redis by default, where
-    ``client`` is the broker)."""
-    url = conf.broker_url
-    if isinstance(url, str) and is_amqp(url):
+    """The reader for the broker ``conf`` names (``CUTOUT_BROKER_URL``): RabbitMQ, a Redis of
+    its own, or by default the store's Redis, ``client`` (also when reached through Sentinel)."""
+    url = str(conf.broker_url)
+    if is_amqp(url):
         return AmqpQueues(url)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        client = redis.Redis.from_url(url)
     return BrokerQueues(client, conf.broker_transport_options)
 
 
