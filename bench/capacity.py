@@ -16,7 +16,8 @@ commandstats`` (``CONFIG RESETSTAT``), does one thing, waits for it without touc
 - hit: the first phase's photos again, each answered from the result cache.
 
 Then ``redis-benchmark`` on a fresh server (50 clients, no pipelining, then 16-deep pipelines):
-the store's commands per second on this machine as it is now. Prints markdown.
+the store's commands per second on this machine as it is now; with ``--rabbitmq URL``, one
+client's confirmed publishes and acknowledged deliveries on a quorum queue. Prints markdown.
 """
 
 from __future__ import annotations
@@ -222,7 +223,51 @@ def benchmark(requests_: int, workdir: Path) -> list[tuple[str, str, float]]:
     return rows
 
 
-def report(results: dict[str, dict[str, Counter[str]]], rows: list[tuple[str, str, float]]) -> str:
+def rabbitmq_rates(url: str, messages: int) -> dict[str, float]:
+    """One client publishing ``messages`` persistent 1 KB messages, each confirmed, to a
+    quorum queue in a vhost of its own, then consuming and acknowledging them one by one
+    (prefetch 100): a lower bound of what this broker node does."""
+    from kombu import Connection, Consumer, Producer, Queue
+
+    vhost = f"cutout-capacity-{os.getpid()}"
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, timeout=60)
+    rates: dict[str, float] = {}
+    try:
+        subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost,
+                        Connection(url).userid or "guest", ".*", ".*", ".*"],
+                       check=True, timeout=60)  # fmt: skip
+        queue = Queue("gpu", routing_key="gpu", queue_arguments={"x-queue-type": "quorum"})
+        body = {"job": "x" * 1000}
+        with Connection(f"{url}/{vhost}", transport_options={"confirm_publish": True}) as conn:
+            producer = Producer(conn.channel())
+            started = time.perf_counter()
+            for _ in range(messages):
+                producer.publish(body, routing_key="gpu", declare=[queue], delivery_mode=2)
+            rates["publish (confirmed, persistent)"] = messages / (time.perf_counter() - started)
+            got = 0
+
+            def on_message(_body: object, message: object) -> None:
+                nonlocal got
+                message.ack()  # type: ignore[attr-defined]
+                got += 1
+
+            channel = conn.channel()
+            channel.basic_qos(0, 100, False)
+            with Consumer(channel, [queue], callbacks=[on_message]):
+                started = time.perf_counter()
+                while got < messages:
+                    conn.drain_events(timeout=10)
+            rates["deliver + ack"] = messages / (time.perf_counter() - started)
+    finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], check=True, timeout=60)
+    return rates
+
+
+def report(
+    results: dict[str, dict[str, Counter[str]]],
+    rows: list[tuple[str, str, float]],
+    amqp: dict[str, float],
+) -> str:
     lines = [
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average "
         f"{os.getloadavg()[0]:.1f} at the end; {date.today().isoformat()}",
@@ -239,6 +284,9 @@ def report(results: dict[str, dict[str, Counter[str]]], rows: list[tuple[str, st
         lines.append(f"| {phase} | " + " | ".join(cells) + " |")
     lines += ["", "| command | pipeline | requests/s |", "|---|---|---|"]
     lines += [f"| {c} | {p} | {r:,.0f} |" for c, p, r in rows]
+    if amqp:
+        lines += ["", "| RabbitMQ, one client, quorum queue | messages/s |", "|---|---|"]
+        lines += [f"| {what} | {rate:,.0f} |" for what, rate in amqp.items()]
     return "\n".join(lines)
 
 
@@ -247,11 +295,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--polls", type=int, default=20)
     parser.add_argument("--requests", type=int, default=100000)
+    parser.add_argument("--rabbitmq", help="amqp://user:pass@host:port (vhosts via rabbitmqctl)")
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--only-brokers", action="store_true", help="skip the service's phases")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="cutout-capacity-") as tmp:
-        results = measure(args.jobs, args.polls, Path(tmp))
+        results = {} if args.only_brokers else measure(args.jobs, args.polls, Path(tmp))
         rows = benchmark(args.requests, Path(tmp))
-    print(report(results, rows))
+    amqp = rabbitmq_rates(args.rabbitmq, args.messages) if args.rabbitmq else {}
+    print(report(results, rows, amqp))
     return 0
 
 
