@@ -17,6 +17,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection, Producer
@@ -96,3 +97,18 @@ def test_the_queues_are_quorum_queues_and_admission_reads_their_depth(
         finally:
             queues.close()
             channel.queue_delete(probe)
+
+
+def test_countdowns_are_whole_seconds_of_at_least_one_on_rabbitmq_only() -> None:
+    """Native delayed delivery refuses a countdown under a second (the webhook test found the
+    retry dropped); Redis takes any."""
+    from types import SimpleNamespace
+
+    from tasks.webhook import countdown
+
+    def task(url: str) -> Any:
+        return SimpleNamespace(app=SimpleNamespace(conf=SimpleNamespace(broker_url=url)))
+
+    amqp = task("amqp://guest:guest@127.0.0.1:5672/x")
+    assert [countdown(amqp, s) for s in (0.0, 0.2, 1.0, 1.01, 37.5)] == [1, 1, 1, 2, 38]
+    assert countdown(task("redis://127.0.0.1:6379/0"), 0.2) == 0.2
