@@ -27,11 +27,13 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -106,9 +108,22 @@ class Counted:
         return counts
 
 
-def submit(stack: Stack, photo: bytes, **form: str) -> str:
-    r = requests.post(
-        f"{stack.api_url}/api/v2/jobs", files={"image": ("p.jpg", photo)}, data=form, timeout=60
+LATENCY: dict[str, list[float]] = {}  # request → client-side seconds, for the API's cost
+
+
+def timed(what: str, send: Callable[[], requests.Response]) -> requests.Response:
+    started = time.perf_counter()
+    response = send()
+    LATENCY.setdefault(what, []).append(time.perf_counter() - started)
+    return response
+
+
+def submit(stack: Stack, photo: bytes, what: str = "submit, new photo", **form: str) -> str:
+    r = timed(
+        what,
+        lambda: requests.post(
+            f"{stack.api_url}/api/v2/jobs", files={"image": ("p.jpg", photo)}, data=form, timeout=60
+        ),
     )
     assert r.status_code in (200, 201, 202), r.text
     return str(r.json()["id"])
@@ -180,15 +195,14 @@ def measure(jobs: int, polls: int, workdir: Path) -> dict[str, dict[str, Counter
                 results["job with a webhook delivered"] = counted.read(started, len(second))
 
                 started = counted.reset()
+                url = f"{stack.api_url}/api/v2/jobs/{ids[0]}"
                 for _ in range(polls):
-                    requests.get(
-                        f"{stack.api_url}/api/v2/jobs/{ids[0]}", timeout=30
-                    ).raise_for_status()
+                    timed("poll", lambda: requests.get(url, timeout=30)).raise_for_status()
                 results["poll (GET a job)"] = counted.read(started, polls)
 
                 started = counted.reset()
                 for p in first:
-                    submit(stack, p, effects="color", max_size="256")
+                    submit(stack, p, "submit, cache hit", effects="color", max_size="256")
                 results["cache hit (submit)"] = counted.read(started, len(first))
             finally:
                 _stop(io)
@@ -284,6 +298,12 @@ def report(
         lines.append(f"| {phase} | " + " | ".join(cells) + " |")
     lines += ["", "| command | pipeline | requests/s |", "|---|---|---|"]
     lines += [f"| {c} | {p} | {r:,.0f} |" for c, p, r in rows]
+    if LATENCY:
+        lines += ["", "| request (one client, 640×480 JPEG) | n | p50 ms |", "|---|---|---|"]
+        lines += [
+            f"| {what} | {len(v)} | {statistics.median(v) * 1000:.1f} |"
+            for what, v in LATENCY.items()
+        ]
     if amqp:
         lines += ["", "| RabbitMQ, one client, quorum queue | messages/s |", "|---|---|"]
         lines += [f"| {what} | {rate:,.0f} |" for what, rate in amqp.items()]
