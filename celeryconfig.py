@@ -18,6 +18,8 @@ from storage.redis_client import celery_redis
 cutout_redis, cutout_redis_options = celery_redis(
     os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")
 )
+# Set: a broker of its own (RabbitMQ, or another Redis); unset: the store's Redis is the broker.
+cutout_broker_of_its_own = bool(os.environ.get("CUTOUT_BROKER_URL", "").strip())
 broker_url = os.environ.get("CUTOUT_BROKER_URL", "").strip() or cutout_redis
 result_backend = cutout_redis
 result_backend_transport_options = cutout_redis_options

@@ -98,7 +98,8 @@ def broker_queues(conf: Any, client: redis.Redis) -> QueueReader:
     url = str(conf.broker_url)
     if is_amqp(url):
         return AmqpQueues(url)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    own = getattr(conf, "cutout_broker_of_its_own", False)
+    if own and url.startswith(("redis://", "rediss://", "unix://")):
         client = redis.Redis.from_url(url)
     return BrokerQueues(client, conf.broker_transport_options)
 
