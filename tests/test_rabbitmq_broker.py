@@ -112,3 +112,23 @@ def test_countdowns_are_whole_seconds_of_at_least_one_on_rabbitmq_only() -> None
     amqp = task("amqp://guest:guest@127.0.0.1:5672/x")
     assert [countdown(amqp, s) for s in (0.0, 0.2, 1.0, 1.01, 37.5)] == [1, 1, 1, 2, 38]
     assert countdown(task("redis://127.0.0.1:6379/0"), 0.2) == 0.2
+
+
+def test_depth_is_read_from_the_broker_the_settings_name(redis_client: Any) -> None:
+    """RabbitMQ by passive declare; a Redis broker of its own on its own server (the capacity
+    count found the admission reading the store's instead); unset, the store's own client."""
+    from types import SimpleNamespace
+
+    from jobs.queue import BrokerQueues, broker_queues
+
+    def conf(url: str, own: bool) -> Any:
+        return SimpleNamespace(
+            broker_url=url, cutout_broker_of_its_own=own, broker_transport_options={}
+        )
+
+    assert isinstance(broker_queues(conf(f"{RABBITMQ}/x", True), redis_client), AmqpQueues)
+    other = broker_queues(conf("redis://127.0.0.1:1/3", True), redis_client)
+    assert isinstance(other, BrokerQueues) and other.redis is not redis_client
+    assert other.redis.connection_pool.connection_kwargs["port"] == 1
+    default = broker_queues(conf("redis://127.0.0.1:6379/0", False), redis_client)
+    assert isinstance(default, BrokerQueues) and default.redis is redis_client
