@@ -120,9 +120,10 @@ class JobRunner:
         seconds: float,
         batch_id: str,
     ) -> None:
-        engine = self.processor.engine
+        # The engine that ran the batch: the processor's may have switched since.
+        engine = result.model_calls[0].engine if result.model_calls else self.processor.engine
         for call in result.model_calls:
-            metrics.record_model_call(engine, call.seconds, call.images)
+            metrics.record_model_call(call.engine, call.seconds, call.images)
         metrics.REDUCED_INPUT.inc(sum(1 for o in result.outcomes if self._reduced(o.model_input)))
         calls = [
             {"images": c.images, "input": c.input_size, "ms": _ms(c.seconds)}
