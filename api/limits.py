@@ -19,6 +19,7 @@ from flask_limiter import Limiter, RateLimitExceeded
 from api.auth import current_owner
 from api.errors import ApiError, error_body
 from api.services import services
+from storage.redis_client import limiter_options
 from storage.settings import StorageSettings
 
 SUBMIT_BLUEPRINTS = ("jobs",)
@@ -61,7 +62,8 @@ def refuse_when_queue_is_full() -> None:
 def install_limits(app: Flask, storage: StorageSettings) -> Limiter:
     limiter = Limiter(
         key_func=rate_key,
-        storage_uri=storage.redis_url,
+        storage_uri=storage.redis_url,  # limits reads redis+sentinel:// URLs itself
+        storage_options=limiter_options(storage.redis_url),
         key_prefix=f"{storage.key_prefix}:ratelimit",
         strategy="fixed-window",
         headers_enabled=False,  # ours below, in the IETF draft's form

@@ -14,6 +14,7 @@ from jobs.heartbeats import Heartbeats
 from jobs.queue import Enqueue, JobQueue, Producer
 from jobs.store import JobStore
 from storage import ObjectStore, StorageSettings, open_store
+from storage.redis_client import open_redis
 from storage.result_cache import ResultCache
 
 
@@ -40,7 +41,7 @@ def open_services(
 
     ``enqueue`` and ``notify`` replace the queue's own messages for a job and its webhook (the
     API's tests keep jobs off the broker with them)."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings.redis_url)  # a plain server, or the primary via Sentinel
     queue = JobQueue(producer, client)
     end_hook = job_end_hook(notify or queue.notify_webhook)
     jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, end_hook)
