@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from api.uploads import MAX_OUTPUT_SIDE
-from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.effects import CLIENT_EFFECTS, EFFECT_NAMES, OUTPUT_FORMATS
 from contract.options import (
     CHANNELS,
     DEFAULT_BLUR_STRENGTH,
@@ -84,7 +84,19 @@ SUBMIT_FIELDS: dict[str, Any] = {
         "description": f"comma list of {', '.join(EFFECT_NAMES)} (default: all four)",
     },
     "max_size": {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_SIDE, "default": 2048},
-    "format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "webp"},
+    "format": {
+        "type": "string",
+        "enum": list(OUTPUT_FORMATS),
+        "description": "default `webp`; `png` with `client_effects` (the only format it allows)",
+    },
+    "client_effects": {
+        "type": "string",
+        "description": f"comma list of {', '.join(CLIENT_EFFECTS)}: effects the client renders "
+        "itself with the browser module (`/static/wasm/manifest.json` names it; "
+        "docs/browser-effects.md) from the `color` output, to the server's pixels. The server "
+        "skips them and always makes `color`; the format is `png` (any other is "
+        "`invalid_client_effects`)",
+    },
     "preview": {
         "type": "boolean",
         "default": False,

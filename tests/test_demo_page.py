@@ -6,6 +6,7 @@ against the real stack: gunicorn, a Celery worker, Redis. A missing browser fail
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from flask.testing import FlaskClient
+from PIL import Image
 
 from api import create_app
 from cutout.client import ApiError, Client
@@ -35,6 +37,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 JOB_TIMEOUT_MS = 180_000
+BROWSER_EFFECTS = "Render black & white, pop art and dithering in this browser"
 
 
 @pytest.fixture
@@ -91,7 +94,8 @@ def page(browser: Any, stack: Stack) -> Iterator[Any]:
     allowed = urlsplit(stack.api_url).netloc
 
     def check_request(request: Any) -> None:
-        if urlsplit(request.url).netloc != allowed:
+        url = urlsplit(request.url)
+        if url.scheme != "blob" and url.netloc != allowed:  # blob: the page's own images
             problems.append(f"request outside the service: {request.url}")
 
     page.on("request", check_request)
@@ -118,6 +122,10 @@ def test_a_photo_becomes_four_effects_in_the_browser(
 
     photo = tmp_path / "astronaut.jpg"
     photo.write_bytes(photos["astronaut"])
+    # The server renders all four when the browser effects are off (the visible toggle).
+    toggle = page.get_by_label(BROWSER_EFFECTS)
+    expect(toggle).to_be_enabled()
+    toggle.uncheck()
     with page.expect_response(lambda r: r.request.method == "POST") as posted:
         page.get_by_label("Choose a photo").set_input_files(photo)
     job_id = posted.value.json()["id"]
@@ -150,6 +158,47 @@ def test_a_photo_becomes_four_effects_in_the_browser(
     box = page.locator("#effects img").first.bounding_box()
     assert box is not None and box["width"] >= 120, "the effects stay large enough to see"
     page.screenshot(path=shots / "demo-phone.png", full_page=True)
+
+
+@pytest.mark.slow
+def test_by_default_the_browser_renders_three_effects_from_the_cutout(
+    page: Any, stack: Stack, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.get_by_label(BROWSER_EFFECTS)).to_be_checked()
+    expect(page.get_by_label(BROWSER_EFFECTS)).to_be_enabled()  # WebAssembly runs here
+    photo = tmp_path / "coffee.jpg"
+    photo.write_bytes(photos["coffee"])
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_label("Choose a photo").set_input_files(photo)
+    expect(page.get_by_role("status")).to_contain_text("Done in", timeout=JOB_TIMEOUT_MS)
+    job = Client(stack.api_url).job(posted.value.json()["id"])
+    assert job["options"]["effects"] == ["color"] and job["options"]["format"] == "png"
+    assert set(job["outputs"]) == {"color", "mask"}
+    cutout = job["outputs"]["color"]
+    assert cutout["content_type"] == "image/png"
+
+    names = ["color", "enhancedblackwhite", "popart", "dithering"]
+    cards = page.locator("#effects li")
+    expect(cards).to_have_count(4)
+    assert [cards.nth(i).get_attribute("data-effect") for i in range(4)] == names
+    assert _all_images_loaded(page) == [cutout["width"]] * 4
+    timings = page.locator("#timings tbody")
+    for name in names[1:]:
+        card = page.locator(f'#effects li[data-effect="{name}"]')
+        expect(card).to_contain_text(re.compile(r"rendered in this browser in \d"))
+        link = card.get_by_role("link")
+        assert link.get_attribute("download") == f"coffee.{name}.png"
+        # The download is the browser-made PNG, the size of the cutout.
+        png = bytes(page.evaluate(DOWNLOAD_BYTES, link.get_attribute("href")))
+        with Image.open(io.BytesIO(png)) as made:
+            assert made.format == "PNG" and made.size == (cutout["width"], cutout["height"])
+            assert made.mode == "RGBA"
+    expect(timings).to_contain_text("Dithering (rendered in this browser)")
+
+
+DOWNLOAD_BYTES = "async (url) => [...new Uint8Array(await (await fetch(url)).arrayBuffer())]"
 
 
 @pytest.mark.slow
