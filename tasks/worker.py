@@ -20,7 +20,10 @@ from jobs.heartbeats import Beating
 from jobs.queue import GPU_QUEUE
 from observability import logs, metrics_dir
 from storage import StorageConfigError, StorageSettings, open_store
-from tasks import received  # noqa: F401  (received: `inspect cutout_received`)
+from tasks import (
+    received,  # noqa: F401  (received: `inspect cutout_received`)
+    task_events,  # noqa: F401  (each batched job's task events, for Flower)
+)
 from tasks.app import create_celery
 
 app = create_celery()
