@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -331,3 +332,47 @@ def check_stage_logs(stack: Stack, job: dict[str, Any]) -> None:
     assert stages["processed"]["timings"]["inference_ms"] > 0
     assert stages["succeeded"]["timings"]["total_ms"] == job["timings"]["total_ms"]
     assert any(e.get("stage") == "batch" and e["batch_id"] == batch_id for e in lines)
+
+
+def _raw_request(url: str, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``head`` as it is (requests would refuse some of these) and read the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    head_text, _, body = rest.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head_text.decode("latin-1").split("\r\n"))
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "code"),
+    [
+        (b"GET /healthz?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414, "uri_too_long"),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n",
+            431,
+            "request_header_fields_too_large",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+            + b"".join(b"X-H%d: 1\r\n" % i for i in range(120))
+            + b"\r\n",
+            431,
+            "request_header_fields_too_large",
+        ),
+        (b"GET /healthz HTTP/9.9\r\nHost: a\r\n\r\n", 400, "bad_request"),
+    ],
+    ids=["uri-too-long", "header-too-large", "too-many-headers", "bad-version"],
+)
+def test_what_gunicorn_refuses_is_answered_in_json(
+    stack: Stack, head: bytes, status: int, code: str
+) -> None:
+    got, headers, body = _raw_request(stack.api_url, head)
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert error["code"] == code and error["message"]
