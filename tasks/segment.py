@@ -17,6 +17,7 @@ from observability import metrics
 from observability.cost import CostMeter
 from tasks.resources import JobResources
 from tasks.task_events import BatchEvents, failure
+from workers.memory import release_free_memory
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
@@ -99,3 +100,4 @@ def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
         else:
             self.backend.mark_as_done(request.id, result, request=request)
     events.ended(by_request, failures)
+    release_free_memory()  # what the batch freed goes back to the system (workers/memory.py)
