@@ -103,6 +103,20 @@ def logged(log: Path, stage: str) -> dict[str, Any] | None:
     return None
 
 
+def timeline(log: Path, created: float, until: float) -> list[tuple[str, str]]:
+    """The worker's log lines up to ``until`` (epoch), as seconds after its process started."""
+    rows = []
+    for line in log.read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        entry = json.loads(line)
+        at = parse_iso(entry["ts"])
+        if at > until:
+            break
+        rows.append((f"+{at - created:.2f} s", entry.get("message", "")[:90]))
+    return rows
+
+
 def measure(engine: str, batches: int, extra_env: dict[str, str]) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="cutout-bench-worker-") as tmp:
@@ -135,6 +149,8 @@ def measure(engine: str, batches: int, extra_env: dict[str, str]) -> list[tuple[
             rows.append(("process start → first finished batch", f"{first_batch:.2f} s"))
             rows.append(("process start → ready (worker log)", ready.get("message", "?")))
             rows.append(("cold start phases (worker log)", str(cold.get("cold_start_seconds"))))
+            done = parse_iso(job["completed_at"])
+            rows.extend(timeline(logs / "gpu.log", created, done))
             sampler = RssSampler(worker.pid)
             time.sleep(5)
             rows.append(("RSS idle after the first batch", f"{sampler.rss() / GiB:.2f} GiB"))
