@@ -12,8 +12,10 @@ measures:
    ``--batches`` full batches of distinct 12 MP photos (``CUTOUT_FLUSH_EVERY`` each, all four
    effects, webp at 2048 px) run, and idle again afterwards.
 
-``--env`` sets more of the worker's environment (say ``MALLOC_ARENA_MAX=8``), to compare
-settings. Prints one markdown table row per figure.
+``--env`` sets more of the worker's environment (say ``CUTOUT_MALLOC_ARENAS=0``), to compare
+settings. ``--baseline DIR`` alternates, ``--rounds`` times, a worker run from another checkout
+of the project (``git archive <commit> | tar -x -C DIR``: the code before a change) with one
+run from this one, on the same machine in the same minutes. Prints markdown tables.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import psutil
 import requests
 
+import tests.conftest
 from bench.photos import distinct_phone_jpegs
 from contract import batching
 from devtools.redis_server import free_port, start
@@ -117,7 +120,10 @@ def timeline(log: Path, created: float, until: float) -> list[tuple[str, str]]:
     return rows
 
 
-def measure(engine: str, batches: int, extra_env: dict[str, str]) -> list[tuple[str, str]]:
+def measure(
+    engine: str, batches: int, extra_env: dict[str, str], tree: Path | None = None
+) -> list[tuple[str, str]]:
+    """The figures of one worker run from ``tree`` (default: this checkout)."""
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="cutout-bench-worker-") as tmp:
         base = Path(tmp)
@@ -140,7 +146,12 @@ def measure(engine: str, batches: int, extra_env: dict[str, str]) -> list[tuple[
         try:
             wait_until(lambda: _answers(f"{api_url}/healthz"), 60, "gunicorn")
             first = submit(api_url, photo_jpeg("astronaut"), effects="color", max_size="512")
-            worker = start_worker(env, logs)
+            here = tests.conftest.ROOT
+            tests.conftest.ROOT = tree or here  # the worker's working directory: its code
+            try:
+                worker = start_worker(env, logs)
+            finally:
+                tests.conftest.ROOT = here
             created = psutil.Process(worker.pid).create_time()
             job = wait_done(api_url, first)
             first_batch = parse_iso(job["completed_at"]) - created
@@ -154,6 +165,8 @@ def measure(engine: str, batches: int, extra_env: dict[str, str]) -> list[tuple[
             sampler = RssSampler(worker.pid)
             time.sleep(5)
             rows.append(("RSS idle after the first batch", f"{sampler.rss() / GiB:.2f} GiB"))
+            if not batches:
+                return rows
             jobs = batches * batching.flush_every(env)
             photos = distinct_phone_jpegs(jobs)
             began = time.perf_counter()
@@ -182,14 +195,21 @@ def main() -> None:
     parser.add_argument("--engine", default="int8")
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--baseline", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
-    rows = measure(args.engine, args.batches, extra)
     settings = " ".join(args.env) or "defaults"
-    print(f"\n{date.today()}, engine {args.engine}, {settings}\n")
-    print("| figure | value |\n|---|---|")
-    for name, value in rows:
-        print(f"| {name} | {value} |")
+    runs: list[tuple[str, Path | None]] = [("this checkout", None)]
+    if args.baseline is not None:
+        runs.insert(0, (f"baseline {args.baseline}", args.baseline.resolve()))
+    print(f"{date.today()}, engine {args.engine}, {settings}")
+    for round_ in range(args.rounds):
+        for label, tree in runs:
+            rows = measure(args.engine, args.batches, extra, tree)
+            print(f"\n{label}, round {round_ + 1}\n\n| figure | value |\n|---|---|")
+            for name, value in rows:
+                print(f"| {name} | {value} |", flush=True)
 
 
 if __name__ == "__main__":
