@@ -53,10 +53,11 @@ def _json_logs(loglevel: Any = None, **_: Any) -> None:
 
 @signals.worker_init.connect
 def _limit_malloc_arenas(sender: Any = None, **_: Any) -> None:
-    # Before any pool thread starts (workers/memory.py). CUTOUT_MALLOC_ARENAS=0: glibc's default.
+    # Before any pool thread starts (workers/memory.py). 0 (the default): glibc's own, 8 per core:
+    # a cap of 2 saved ~0.1 GiB idle and cost ~30% throughput here (bench/RESULTS.md, issue 21).
     from workers.memory import limit_malloc_arenas
 
-    limit_malloc_arenas(int(os.environ.get("CUTOUT_MALLOC_ARENAS", 2)))
+    limit_malloc_arenas(int(os.environ.get("CUTOUT_MALLOC_ARENAS", 0)))
 
 
 @signals.worker_init.connect
@@ -113,15 +114,13 @@ def _build_and_warm() -> None:
 
 
 def _wait_for_model() -> None:
-    from workers.engines import EngineUnavailable
-
     while _warming:
         try:
             _warming[0].result()
-        except (EngineUnavailable, FileNotFoundError, KeyError, ValueError) as exc:
+        except Exception as exc:
             # Celery logs and swallows a signal handler's Exception; a worker without its
             # model must not start (nor announce itself ready), so leave with the reason.
-            log.critical("the gpu worker cannot start: %s", exc)
+            log.critical("the gpu worker cannot start: %s", exc, exc_info=exc)
             raise SystemExit(1) from exc
         _warming.pop()
 

@@ -2,10 +2,11 @@
 
 A gpu worker's batches run on several threads, and glibc gives each thread that contends for
 the heap an arena of its own (up to 8 per core), each keeping what it freed: decoded photos and
-effect buffers of a past batch stayed resident in an idle worker. ``limit_malloc_arenas``
-caps the arenas (as ``MALLOC_ARENA_MAX`` would, set before the threads start) and
-``release_free_memory`` returns the free pages of every arena after a batch
-(``malloc_trim``, a few milliseconds). Measured in bench/RESULTS.md (issue 21).
+effect buffers of a past batch stayed resident in an idle worker. ``release_free_memory``
+returns the free pages of every arena after a batch (``malloc_trim``, a few milliseconds);
+``limit_malloc_arenas`` caps the arenas (as ``MALLOC_ARENA_MAX`` would, set before the threads
+start), which the worker does only when asked (it cost throughput). Measured in
+bench/RESULTS.md (issue 21).
 """
 
 from __future__ import annotations

@@ -33,7 +33,10 @@ CPU_CHUNK = 1
 
 class OnnxRuntimeEngine:
     name = "onnxruntime"
-    warm_batch_sizes: tuple[int, ...] = (1,)
+    # Nothing to warm: onnxruntime builds everything with the session, and its first run on
+    # the CPU took no longer than the next ones (bench/RESULTS.md, issue 21), so a warm-up
+    # run only delayed the worker's first batch by one inference.
+    warm_batch_sizes: tuple[int, ...] = ()
 
     def __init__(self, ctx: EngineContext, path: Path | None = None) -> None:
         _require_cpu(self.name, ctx.device)
