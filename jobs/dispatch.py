@@ -29,7 +29,7 @@ from jobs.queue import Enqueue
 from jobs.record import JobError, JobRecord
 from jobs.store import JobStore, ending, unless_ended
 from storage.base import ObjectStore
-from storage.keys import staging_key
+from storage.keys import background_staging_key, staging_key
 from storage.result_cache import Claim, ResultCache, StoredOutput, output_names
 
 log = logging.getLogger("cutout.dispatch")
@@ -118,6 +118,8 @@ class Dispatcher:
 
     def _after_end(self, job_id: str, record: JobRecord | None) -> None:
         self.store.delete(staging_key(job_id))
+        if record is None or record.options.finishing.background.kind == "image":
+            self.store.delete(background_staging_key(job_id))
         if record is not None:
             self.settle(record)
 

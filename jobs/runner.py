@@ -30,7 +30,7 @@ from jobs.work import Batch, Encoded, Outcome, Processor, Work
 from observability import metrics
 from observability.cost import BusyClock, CostMeter
 from observability.logs import log_job_stage
-from storage.keys import content_key, result_key, staging_key
+from storage.keys import background_staging_key, content_key, result_key, staging_key
 from storage.result_cache import StoredOutput, output_names
 
 log = logging.getLogger("cutout.jobs")
@@ -164,8 +164,11 @@ class JobRunner:
         cached = self.cache.lookup(record.content_key, names)
         if len(cached) == len(names):  # computed meanwhile (or before a redelivery)
             return self._end(job_id, cached, lambda r: replace(r, computed=()))
+        background = None
         try:
             data = self.store.open(staging_key(job_id))
+            if options.finishing.background.kind == "image":
+                background = self.store.open(background_staging_key(job_id))
         except FileNotFoundError:
             return self.fail(job_id, "input_missing", "the staged upload is gone")
         work = Work(
@@ -176,6 +179,8 @@ class JobRunner:
             options.format,
             model_input=None if cached else reduced,  # a cached mask must match new effects
             preview=options.preview,
+            finishing=options.finishing,
+            background=background,
         )
         return Started(record, cached, work)
 
@@ -223,9 +228,12 @@ class JobRunner:
             return content_key([record.content_key, f"model_input={model_input}"])
         return record.content_key
 
-    def _save(self, key: str, out: Encoded) -> StoredOutput:
+    def _save(
+        self, key: str, out: Encoded, foreground: tuple[int, int, int, int] | None = None
+    ) -> StoredOutput:
         self.store.save(key, out.data, out.content_type, immutable=True)
-        return StoredOutput(key, out.content_type, out.width, out.height, len(out.data))
+        size = len(out.data)
+        return StoredOutput(key, out.content_type, out.width, out.height, size, foreground)
 
     def _publish_preview(
         self, started: Started, previews: Sequence[Encoded], batch_id: str
@@ -252,7 +260,8 @@ class JobRunner:
             for out in outcome.outputs:
                 if out.name in cached:
                     continue  # never overwrite what clients may already hold (the mask)
-                computed[out.name] = self._save(result_key(base, out.name, out.extension), out)
+                key = result_key(base, out.name, out.extension)
+                computed[out.name] = self._save(key, out, outcome.foreground)
             if not self._reduced(outcome.model_input):
                 self.cache.store(record.content_key, computed)
         except Exception as exc:
