@@ -159,6 +159,7 @@ def measure(
             ready = logged(logs / "gpu.log", "ready") or {}
             rows.append(("process start → first finished batch", f"{first_batch:.2f} s"))
             rows.append(("process start → ready (worker log)", ready.get("message", "?")))
+            rows.append(("the first job's timings (ms)", str(job.get("timings"))))
             rows.append(("cold start phases (worker log)", str(cold.get("cold_start_seconds"))))
             done = parse_iso(job["completed_at"])
             rows.extend(timeline(logs / "gpu.log", created, done))
