@@ -33,9 +33,9 @@ CPU_CHUNK = 1
 
 class OnnxRuntimeEngine:
     name = "onnxruntime"
-    # Nothing to warm: onnxruntime builds everything with the session, and its first run on
-    # the CPU took no longer than the next ones (bench/RESULTS.md, issue 21), so a warm-up
-    # run only delayed the worker's first batch by one inference.
+    # No warm-up run: on the CPU the first run took ~0.7 s longer than a warm one, the
+    # warm-up run itself 1.8-2.1 s, all before the worker could take its first batch
+    # (bench/RESULTS.md, issue 21). The first job pays the 0.7 s instead.
     warm_batch_sizes: tuple[int, ...] = ()
 
     def __init__(self, ctx: EngineContext, path: Path | None = None) -> None:
