@@ -107,6 +107,8 @@ def process_with_effects():  # type: ignore[no-untyped-def]
     if finished.status == "canceled":  # by a DELETE while this request waited
         return jsonify(error_body("job_canceled", "the job was canceled", job=body)), 409
     error = finished.error or JobError("failed", "the job failed")
+    if error.code == "storage_unavailable":  # the outage outlasted the worker's window
+        return jsonify(error_body(error.code, error.message, job=body)), 503, {"Retry-After": "30"}
     # The upload's fault (unreadable, or a photo without a subject to crop to): 422.
     status = 422 if error.code in UNPROCESSABLE else 500
     return jsonify(error_body(error.code, error.message, job=body)), status

@@ -76,6 +76,8 @@ class ModelCall(Protocol):
     def input_size(self) -> int: ...
     @property
     def seconds(self) -> float: ...
+    @property
+    def engine(self) -> str: ...  # the engine that ran the call
 
 
 class Batch(Protocol):

@@ -51,6 +51,9 @@ class OnnxRuntimeEngine:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_cpu_mem_arena = False  # an idle worker keeps no activations (above)
+        # As many threads as torch uses, so a process that limits torch (the background gate,
+        # a bench) limits onnxruntime too.
+        options.intra_op_num_threads = torch.get_num_threads()
         self.session = ort.InferenceSession(
             str(self.path), options, providers=["CPUExecutionProvider"]
         )

@@ -82,7 +82,7 @@ def segment(
             masks = segmenter.predict(
                 [item.model_image for item in part], [item.size for item in part], size
             )
-            call = ModelCall(len(part), size, time.perf_counter() - start)
+            call = ModelCall(len(part), size, time.perf_counter() - start, segmenter.engine.name)
             return [Masked(item, mask, call) for item, mask in zip(part, masks, strict=True)]
 
         done, failed = split_on_failure(group, predict, segmenter.device, retry_alone=False)

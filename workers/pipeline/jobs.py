@@ -33,11 +33,13 @@ class EncodedOutput:
 
 @dataclass(frozen=True)
 class ModelCall:
-    """One engine call: how many images, at which input side, how long it took."""
+    """One engine call: how many images, at which input side, how long it took, on which
+    engine (a worker may switch engines between batches)."""
 
     images: int
     input_size: int
     seconds: float
+    engine: str
 
 
 @dataclass(frozen=True)
