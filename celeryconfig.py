@@ -6,7 +6,14 @@ Queues: ``gpu`` for segmentation batches, ``io`` for everything that only waits 
 import os
 
 from contract import batching
-from jobs.queue import CLEANUP_TASK, GPU_QUEUE, IO_QUEUE, SEGMENT_TASK, WEBHOOK_TASK
+from jobs.queue import (
+    CLEANUP_TASK,
+    GPU_QUEUE,
+    IO_QUEUE,
+    SEGMENT_TASK,
+    WEBHOOK_TASK,
+    visibility_timeout,
+)
 
 broker_url = os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")
 result_backend = broker_url
@@ -28,7 +35,7 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # Redelivery waits for this long after a worker vanishes; it must exceed the longest batch.
 broker_transport_options = {
-    "visibility_timeout": int(os.environ.get("CUTOUT_VISIBILITY_TIMEOUT", 3600)),
+    "visibility_timeout": visibility_timeout(os.environ),
 }
 
 # Micro-batching: flush after this many jobs or this many seconds, whichever comes first. A
