@@ -1,13 +1,17 @@
 """What a process needs to move jobs along, assembled in this one place: Redis, the job store
-(with the end hook), the object store, the result cache, the dispatcher, the queue and the
-workers' heartbeats. The API builds it once at start, a Celery worker once per process."""
+(with the end hook), the object store, the result cache, the dispatcher, the queue, its
+admission and the workers' heartbeats. The API builds it once at start, a Celery worker once
+per process."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
 
+from jobs.admission import Admission
 from jobs.dispatch import Dispatcher
 from jobs.end_hook import job_end_hook
 from jobs.heartbeats import Heartbeats
@@ -27,6 +31,19 @@ class JobServices:
     cache: ResultCache
     dispatcher: Dispatcher
     heartbeats: Heartbeats
+    admission: Admission  # the queue-depth limit, atomic
+
+
+def redis_options(settings: StorageSettings) -> dict[str, object]:
+    """Bounded waits for every Redis client of the service: a connect or a reply slower than
+    the timeout fails, and a failed command is retried twice within half a second (enough to
+    reconnect after a restart; redis-py's own default retries ten times, which made a
+    request against a stopped Redis take seconds)."""
+    return {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+        "retry": Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.05), 2),
+    }
 
 
 def open_services(
@@ -40,7 +57,7 @@ def open_services(
 
     ``enqueue`` and ``notify`` replace the queue's own messages for a job and its webhook (the
     API's tests keep jobs off the broker with them)."""
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings))
     queue = JobQueue(producer, client)
     end_hook = job_end_hook(notify or queue.notify_webhook)
     jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, end_hook)
@@ -55,4 +72,5 @@ def open_services(
         cache=cache,
         dispatcher=Dispatcher(jobs, cache, store, enqueue or queue.enqueue_segment),
         heartbeats=Heartbeats(client, settings.key_prefix),
+        admission=Admission(client, queue.broker, settings.key_prefix),
     )
