@@ -6,11 +6,9 @@ heartbeats of the running server, and an atomic queue-depth admission under conc
 from __future__ import annotations
 
 import io
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,47 +18,15 @@ from flask import Flask
 from PIL import Image
 
 from api import create_app
-from devtools.redis_server import free_port, start
 from jobs.heartbeats import Heartbeats
 from storage.settings import StorageSettings
-
-
-@dataclass
-class OwnRedis:
-    """A Redis server on a free port that a test may stop and start again (same data dir)."""
-
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = start(self.port, self.workdir, appendonly=True)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            try:  # SHUTDOWN writes the AOF out, as `redis-cli shutdown` does
-                redis.Redis(port=self.port, socket_timeout=2).shutdown()
-            except redis.ConnectionError:
-                pass
-            self.proc.wait(10)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+from tests.own_redis import OwnRedis, running_redis
 
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(free_port(), tmp_path / "redis")
-    server.start()
-    yield server
-    if server.proc is not None and server.proc.poll() is None:
-        server.proc.kill()
-        server.proc.wait(10)
+    with running_redis(tmp_path / "redis") as server:
+        yield server
 
 
 @pytest.fixture
