@@ -90,7 +90,8 @@ def install_limits(app: Flask, storage: StorageSettings) -> Limiter:
     limiter = Limiter(
         key_func=rate_key,
         storage_uri=storage.redis_url,
-        storage_options=redis_options(storage),  # bounded waits, as the job store's
+        # Bounded waits, as the job store's; passed on to redis-py, whatever the annotation says.
+        storage_options=cast(dict[str, str | int], redis_options(storage)),
         key_prefix=f"{storage.key_prefix}:ratelimit",
         strategy="fixed-window",
         headers_enabled=False,  # ours below, in the IETF draft's form

@@ -45,6 +45,9 @@ LIMITED = {
     "401": _error("no or unknown API key (`unauthorized`)", "WWW-Authenticate"),
     "429": _error("rate limit exceeded (`rate_limited`)", "Retry-After", *RATE_HEADERS),
 }
+# Every endpoint that reads or writes jobs needs Redis (api/errors.py; docs/resilience.md).
+STORE_UNAVAILABLE = "Redis, the job store, cannot be reached (`store_unavailable`)"
+STORE_DOWN = {"503": _error(f"{STORE_UNAVAILABLE}; retry after Retry-After", "Retry-After")}
 SUBMIT_ERRORS = {
     "400": _error(
         "a missing or empty image, an option out of range or malformed, a bad webhook URL or "
@@ -63,7 +66,7 @@ SUBMIT_ERRORS = {
     ),
     "503": _error(
         "the gpu queue is too deep for a job the result cache cannot answer (`queue_full`), "
-        "or the broker is down (`queue_unavailable`)",
+        "the broker is down (`queue_unavailable`), or " + STORE_UNAVAILABLE,
         "Retry-After",
     ),
     **LIMITED,
@@ -243,7 +246,12 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The job",
                 "operationId": "getJob",
-                "responses": {"200": _job("the job", *RATE_HEADERS), "404": found, **LIMITED},
+                "responses": {
+                    "200": _job("the job", *RATE_HEADERS),
+                    "404": found,
+                    **LIMITED,
+                    **STORE_DOWN,
+                },
             },
             "delete": {
                 "summary": "Cancel the job",
@@ -256,6 +264,7 @@ def _paths() -> dict[str, Any]:
                     "404": found,
                     "409": _error("the job already finished (`job_finished`)"),
                     **LIMITED,
+                    **STORE_DOWN,
                 },
             },
         },

@@ -21,6 +21,7 @@ from api import create_app
 from jobs.heartbeats import Heartbeats
 from storage.settings import StorageSettings
 from tests.own_redis import OwnRedis, running_redis
+from tests.test_openapi import DOC, conforms
 
 
 @pytest.fixture
@@ -67,13 +68,13 @@ def test_every_job_endpoint_answers_503_store_unavailable_while_redis_is_down(
     location = job.headers["Location"]
     own_redis.stop()
 
-    calls = {
-        "submit": lambda: client.post(
+    calls = {  # the operation in the OpenAPI document: the call
+        ("/api/v2/jobs", "post"): lambda: client.post(
             "/api/v2/jobs", data=_form(65), content_type="multipart/form-data"
         ),
-        "get": lambda: client.get(location),
-        "cancel": lambda: client.delete(location),
-        "process-with-effects": lambda: client.post(
+        ("/api/v2/jobs/{job_id}", "get"): lambda: client.get(location),
+        ("/api/v2/jobs/{job_id}", "delete"): lambda: client.delete(location),
+        ("/api/v2/process-with-effects", "post"): lambda: client.post(
             "/api/v2/process-with-effects", data=_form(66), content_type="multipart/form-data"
         ),
     }
@@ -85,6 +86,10 @@ def test_every_job_endpoint_answers_503_store_unavailable_while_redis_is_down(
         assert response.get_json()["error"]["code"] == "store_unavailable", name
         assert int(response.headers["Retry-After"]) > 0, name
         assert took < 3.0, f"{name} took {took:.1f}s"
+        conforms(*name, response)
+        assert (
+            "store_unavailable" in DOC["paths"][name[0]][name[1]]["responses"]["503"]["description"]
+        )
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
 
