@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from devtools.redis_server import free_port, start
 
@@ -30,8 +32,10 @@ class OwnRedis:
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            try:  # SHUTDOWN writes the AOF out, as `redis-cli shutdown` does
-                redis.Redis(port=self.port, socket_timeout=2).shutdown()
+            try:  # SHUTDOWN writes the AOF out, as `redis-cli shutdown` does; no retries,
+                # which would wait seconds for the server that just went away
+                client = redis.Redis(port=self.port, socket_timeout=2, retry=Retry(NoBackoff(), 0))
+                client.shutdown()
             except redis.ConnectionError:
                 pass
             self.proc.wait(10)
