@@ -11,6 +11,7 @@ then counts it) or refused; one whose process died is forgotten after ``hold_sec
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 import redis
 
 from jobs.queue import BrokerQueues
+
+log = logging.getLogger("cutout.jobs")
 
 # KEYS[1]: the admissions in flight (a sorted set scored by the server's time);
 # KEYS[2..n]: the queue's broker lists. ARGV: the limit, this admission's token, hold seconds.
@@ -75,4 +78,7 @@ class Admission:
         try:
             yield
         finally:
-            self.redis.zrem(key, token)
+            try:
+                self.redis.zrem(key, token)
+            except redis.RedisError:  # a job queued is not failed for this: it expires
+                log.warning("could not withdraw an admission to %s", queue, exc_info=True)
