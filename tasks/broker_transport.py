@@ -1,5 +1,6 @@
-"""kombu's Redis transport, with one fix: a worker survives a broker restart while it holds
-unacknowledged messages (kombu 5.7.0, celery 5.7.0, redis-py 8.1.0).
+"""kombu's Redis transport, mended so that a worker survives a broker restart while it holds
+unacknowledged messages, and runs them again soon after (kombu 5.7.0, celery 5.7.0, redis-py
+8.1.0).
 
 The defect (kombu issues #582 and #970, https://github.com/celery/kombu/issues/970): when the
 connection drops, Celery's consumer calls ``Connection.collect()``, which tries to close the
