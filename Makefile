@@ -60,8 +60,11 @@ run: weights
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUTOUT_ENV=$${CUTOUT_ENV:-development} \
 	  $(VENV)/bin/honcho start -f Procfile -c gpu=$${CUTOUT_GPU_WORKERS:-1}
 
+# Two processes, a test file each (module fixtures such as a stack are started once per file);
+# most files wait on subprocesses and sockets, so two share a 2-core machine well.
+TEST_PROCS ?= 2
 test: weights browser promtool
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not gpu" -n $(TEST_PROCS) --dist loadfile $(PYTEST_ARGS)
 
 # promtool checks and unit-tests compose/alerts.yml. Debian's prometheus package ships it; only
 # the binary is extracted (nothing is installed). Without apt the tests skip it, except in CI.
