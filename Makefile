@@ -54,11 +54,14 @@ run: weights
 	@echo "  metrics: http://127.0.0.1:8000/metrics, workers :9101 (gpu) and :9102 (io)"
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"
+	@# Which engine the gpu worker runs, and on a first run what it switches to (docs/engines.md).
+	@echo "  $$($(PY) -m workers.engines.plan)"
 	@echo ""
-	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md); honcho
-	# numbers them through PORT (gpu0 metrics on :9101, gpu1 on :9111, …).
+	# The Procfile under supervisord, which restarts any process that dies (docs/resilience.md).
+	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md), numbered
+	# through PORT as honcho did (gpu0 metrics on :9101, gpu1 on :9111, …).
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUTOUT_ENV=$${CUTOUT_ENV:-development} \
-	  $(VENV)/bin/honcho start -f Procfile -c gpu=$${CUTOUT_GPU_WORKERS:-1}
+	  $(PY) -m devtools.supervise -c gpu=$${CUTOUT_GPU_WORKERS:-1}
 
 # Two processes, a test file each (module fixtures such as a stack are started once per file);
 # most files wait on subprocesses and sockets, so two share a 2-core machine well.

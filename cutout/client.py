@@ -36,16 +36,23 @@ class Client:
         effects: list[str] | None = None,
         max_size: int | None = None,
         format: str | None = None,
+        extra: dict[str, str] | None = None,
+        background: tuple[str, bytes] | None = None,
     ) -> Job:
-        """Queue one photo; returns the job as the API answered it (usually ``queued``)."""
-        form: dict[str, str] = {}
+        """Queue one photo; returns the job as the API answered it (usually ``queued``).
+        ``extra``: more form fields (background, crop, …); ``background``: (file name,
+        bytes) of a background image."""
+        form: dict[str, str] = dict(extra or {})
         if effects:
             form["effects"] = ",".join(effects)
         if max_size is not None:
             form["max_size"] = str(max_size)
         if format is not None:
             form["format"] = format
-        return self._json("POST", "/api/v2/jobs", files={"image": (filename, data)}, data=form)
+        files = {"image": (filename, data)}
+        if background is not None:
+            files["background_image"] = background
+        return self._json("POST", "/api/v2/jobs", files=files, data=form)
 
     def job(self, job_id: str) -> Job:
         return self._json("GET", f"/api/v2/jobs/{job_id}")

@@ -19,7 +19,9 @@ from tasks.resources import JobResources
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
+    from workers.engine_switch import EngineSwitch
     from workers.pipeline import Pipeline
+    from workers.predictor import Segmenter
 
 log = logging.getLogger("cutout.segment")
 
@@ -65,7 +67,34 @@ class SegmentTask(JobResources, Batches):
                 GPU_QUEUE,
             )
         processor = BatchProcessor(self.pipeline)
-        return JobRunner(self.services.dispatcher, processor, CostMeter.from_env(), quality)
+        return JobRunner(
+            self.services.dispatcher,
+            processor,
+            CostMeter.from_env(),
+            quality,
+            storage_retry_for=self.services.settings.storage_retry_seconds,
+        )
+
+    @cached_property
+    def engine_switch(self) -> EngineSwitch | None:
+        """The first run's background gate and engine switch (``CUTOUT_ENGINE=auto`` with no
+        gate report for this device yet); None when there is nothing to gate."""
+        from workers.engine_switch import EngineSwitch, needs_background_gate
+
+        if not needs_background_gate(self.worker_settings):
+            return None
+        return EngineSwitch(self.pipeline, self.worker_settings, self._engine_switched)
+
+    def _engine_switched(self, segmenter: Segmenter) -> None:
+        # Adaptive quality follows the new engine: its reduced input is the one the gate
+        # allowed for it, or none.
+        if self.runner.quality is not None:
+            self.runner.quality.reduced_input = segmenter.reduced_input
+
+    def stop_engine_switch(self) -> None:
+        switch = self.__dict__.get("engine_switch")
+        if switch is not None:
+            switch.stop()
 
 
 @shared_task(base=SegmentTask, bind=True, name=SEGMENT_TASK)

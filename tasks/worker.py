@@ -126,9 +126,30 @@ def _record_ready() -> None:
     log.info("ready for jobs %.2fs after the process started", total, extra={"stage": "ready"})
 
 
+@signals.worker_ready.connect
+def _start_engine_switch(sender: Any = None, **_: Any) -> None:
+    # Connected after the heartbeat: the worker is ready (and says so) before the gate starts,
+    # so the first jobs never wait for it.
+    worker = sender.controller if sender is not None else None
+    if worker is None or not _consumes_gpu(worker):
+        return
+    from tasks.segment import segment
+
+    switch = segment.engine_switch
+    if switch is not None:
+        switch.start()
+
+
 @signals.worker_shutdown.connect
 def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
     # Withdrawn at once, so /readyz stops counting this worker now rather than when its last
     # beat goes stale.
     while _beating:
         _beating.pop().stop()
+
+
+@signals.worker_shutdown.connect
+def _stop_engine_switch(sender: Any = None, **_: Any) -> None:
+    from tasks.segment import segment
+
+    segment.stop_engine_switch()  # a background gate still running ends with its worker

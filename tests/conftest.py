@@ -184,6 +184,9 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
         "CUTOUT_KEY_PREFIX": "cutout",
         "PYTHONUNBUFFERED": "1",
         "CUTOUT_AUTH": "off",
+        # No first-run background gate: a test's worker must not calibrate and gate engines
+        # into the shared model dir (tests/test_engine_switch.py turns it on, with a stand-in).
+        "CUTOUT_BACKGROUND_GATE": "off",
         # A worker's own metrics port: a free one, so parallel test runs never collide.
         "CUTOUT_METRICS_PORT": str(free_port()),
         **extra,

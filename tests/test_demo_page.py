@@ -153,6 +153,25 @@ def test_a_photo_becomes_four_effects_in_the_browser(
 
 
 @pytest.mark.slow
+def test_the_background_picker_and_the_crop_toggle_reach_the_job(
+    page: Any, stack: Stack, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "coffee.jpg"
+    photo.write_bytes(photos["coffee"])
+    expect(page.get_by_label("Colour", exact=True)).to_be_hidden()
+    page.get_by_label("Background").select_option("colour")
+    page.get_by_label("Colour", exact=True).fill("#ff8800")
+    page.get_by_label("Crop to the subject").check()
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_label("Choose a photo").set_input_files(photo)
+    options = posted.value.json()["options"]
+    assert options["background"] == "#ff8800ff" and options["crop"] == "subject"
+    assert options["crop_margin"] == "5% 5% 5% 5%"
+
+
+@pytest.mark.slow
 def test_a_refused_file_shows_the_apis_message(page: Any, stack: Stack, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

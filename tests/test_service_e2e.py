@@ -291,3 +291,71 @@ def check_stage_logs(stack: Stack, job: dict[str, Any]) -> None:
     assert stages["processed"]["timings"]["inference_ms"] > 0
     assert stages["succeeded"]["timings"]["total_ms"] == job["timings"]["total_ms"]
     assert any(e.get("stage") == "batch" and e["batch_id"] == batch_id for e in lines)
+
+
+def foreground_extent(mask: np.ndarray) -> dict[str, int]:
+    """The box of the mask's pixels at least 5 % opaque, as the job reports it."""
+    rows, cols = np.flatnonzero((mask >= 13).any(1)), np.flatnonzero((mask >= 13).any(0))
+    if rows.size == 0:
+        return {"left": 0, "top": 0, "width": 0, "height": 0}
+    width, height = int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+    return {"left": int(cols[0]), "top": int(rows[0]), "width": width, "height": height}
+
+
+def test_backgrounds_crops_and_alpha_only_end_to_end(
+    stack: Stack, photos: dict[str, bytes]
+) -> None:
+    """One batch: a white, cropped, fixed-size product shot; a blurred-background portrait;
+    an uploaded background; a crop with a margin; alpha only. Each reports the subject's box,
+    which is the extent of the mask it serves."""
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 0, 255)).save(picture, "PNG")
+    small = {"effects": "color", "max_size": "192"}
+    requests_ = {
+        "product": ({**small, "format": "png", "background": "#ffffff", "crop": "subject",
+                     "crop_margin": "10%", "size": "200x160", "position": "center"}, None),
+        "portrait": ({**small, "background": "blur", "blur_strength": "60"}, None),
+        "uploaded": ({**small, "format": "png"}, picture.getvalue()),
+        "margin": ({**small, "crop": "subject", "crop_margin": "6px"}, None),
+        "alpha": ({**small, "channels": "alpha"}, None),
+    }  # fmt: skip
+
+    def send(item: tuple[str, tuple[dict[str, str], bytes | None]]) -> requests.Response:
+        form, background = item[1]
+        files = {"image": ("photo.jpg", photos["astronaut"])}
+        if background is not None:
+            files["background_image"] = ("bg.png", background)
+        return requests.post(f"{stack.api_url}/api/v2/jobs", files=files, data=form, timeout=30)
+
+    with ThreadPoolExecutor(len(requests_)) as pool:  # at once: one batch on the worker
+        responses = dict(zip(requests_, pool.map(send, requests_.items()), strict=True))
+    jobs = {name: poll(stack, r.headers["Location"]) for name, r in responses.items()}
+    for name, job in jobs.items():
+        assert job["status"] == "succeeded", (name, job["error"], stack.log_tail("gpu"))
+        mask = np.asarray(fetch_image(job["outputs"]["mask"]["url"]))
+        assert job["foreground"] == foreground_extent(mask), name
+        assert job["foreground"]["width"] > 0, name
+
+    product = fetch_image(jobs["product"]["outputs"]["color"]["url"])
+    assert product.format == "PNG" and product.mode == "RGB" and product.size == (200, 160)
+    pixels = np.asarray(product).astype(int)
+    mask = np.asarray(fetch_image(jobs["product"]["outputs"]["mask"]["url"]))
+    assert (pixels[mask == 0] >= 254).all(), "white wherever the subject is not"
+    box = jobs["product"]["foreground"]  # the crop (the box and 10 % each side) fills a side
+    assert abs(box["width"] * 1.2 - 200) <= 4 or abs(box["height"] * 1.2 - 160) <= 4, box
+
+    portrait = fetch_image(jobs["portrait"]["outputs"]["color"]["url"])
+    assert portrait.format == "WEBP" and portrait.mode == "RGB", "opaque: no alpha channel"
+    assert np.asarray(portrait).std() > 10
+
+    uploaded = np.asarray(fetch_image(jobs["uploaded"]["outputs"]["color"]["url"])).astype(int)
+    clear = np.asarray(fetch_image(jobs["uploaded"]["outputs"]["mask"]["url"])) == 0
+    assert np.abs(uploaded[clear] - (0, 0, 255)).max() <= 1, "blue wherever the subject is not"
+
+    margin = jobs["margin"]
+    assert margin["foreground"]["left"] == 6 and margin["foreground"]["top"] == 6
+    assert margin["outputs"]["mask"]["width"] == margin["foreground"]["width"] + 12
+
+    alpha = jobs["alpha"]
+    assert list(alpha["outputs"]) == ["mask"]
+    assert fetch_image(alpha["outputs"]["mask"]["url"]).mode == "L"

@@ -265,6 +265,13 @@
     form.append("format", $("format").value);
     form.append("max_size", $("max-size").value);
     form.append("preview", "true");
+    const background = $("background").value;
+    if (background === "colour") form.append("background", $("background-colour").value);
+    else if (background !== "transparent") form.append("background", background);
+    if ($("crop").checked) {
+      form.append("crop", "subject");
+      form.append("crop_margin", "5%");
+    }
     try {
       const started = performance.now();
       const { status, body } = await upload(form, (fraction) => {
@@ -311,5 +318,8 @@
   $("photo").addEventListener("change", onPicked);
   $("camera").addEventListener("change", onPicked);
   $("upload-form").addEventListener("submit", (event) => event.preventDefault());
+  $("background").addEventListener("change", () => {
+    $("colour-option").hidden = $("background").value !== "colour";
+  });
   setUpDropZone();
 })();

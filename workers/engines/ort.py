@@ -36,6 +36,9 @@ class OnnxRuntimeEngine:
         self.path = path or exported_fp32(ctx)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # As many threads as torch uses, so a process that limits torch (the background gate,
+        # a bench) limits onnxruntime too.
+        options.intra_op_num_threads = torch.get_num_threads()
         self.session = ort.InferenceSession(
             str(self.path), options, providers=["CPUExecutionProvider"]
         )
