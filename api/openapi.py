@@ -383,9 +383,9 @@ def _paths() -> dict[str, Any]:
                     "422": _error("the image cannot be read or decoded; `job` is the job"),
                     "500": _error("the job failed for a reason other than its image"),
                     "503": _error(
-                        "as for a submit (`queue_full`, `queue_unavailable`), or storage stayed "
-                        "down past the worker's retry window (`storage_unavailable`; `job` is "
-                        "the job)",
+                        "as for a submit (`queue_full`, `queue_unavailable`, "
+                        "`store_unavailable`), or storage stayed down past the worker's retry "
+                        "window (`storage_unavailable`; `job` is the job)",
                         "Retry-After",
                     ),
                 },
