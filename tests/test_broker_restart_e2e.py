@@ -4,6 +4,7 @@ webhook arrives, no worker exits (issue 16; tasks/broker_transport.py, docs/resi
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,9 @@ def test_workers_ride_out_a_broker_restart(
             "a batch to start",
             interval=0.05,
         )
-        server.restart()
+        server.stop()
+        time.sleep(2)  # down long enough that the workers close their channels without it
+        server.start()
 
         finished = [poll(stack, loc, timeout=120) for loc in locations]
         assert [j["status"] for j in finished] == ["succeeded"] * len(locations), finished
@@ -86,7 +89,10 @@ def test_workers_ride_out_a_broker_restart(
             log = (stack.logs / f"{name}.log").read_text(errors="replace")
             assert proc.poll() is None, f"the {name} worker exited:\n{log[-3000:]}"
             assert "Unrecoverable error" not in log
-            # It did hold messages as the broker went away, and handed them back.
-            assert "held when the broker went away" in log, log[-3000:]
+            # It did hold messages as the broker went away, and handed them back: after the
+            # reconnect (tasks/broker_transport.py), or at once if it noticed the loss only
+            # once Redis was back (kombu's own restore).
+            handed_back = "held when the broker went away" in log
+            assert handed_back or "unacknowledged message(s)" in log, log[-3000:]
     finally:
         _stop(io_worker)
