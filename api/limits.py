@@ -29,6 +29,7 @@ from api.errors import ApiError, error_body
 from api.services import services
 from jobs.admission import QueueFull
 from jobs.services import redis_options
+from storage.redis_client import limiter_options
 from storage.settings import StorageSettings
 
 SUBMIT_BLUEPRINTS = ("jobs",)
@@ -89,9 +90,13 @@ def queue_admission() -> Iterator[None]:
 def install_limits(app: Flask, storage: StorageSettings) -> Limiter:
     limiter = Limiter(
         key_func=rate_key,
-        storage_uri=storage.redis_url,
-        # Bounded waits, as the job store's; passed on to redis-py, whatever the annotation says.
-        storage_options=cast(dict[str, str | int], redis_options(storage)),
+        storage_uri=storage.redis_url,  # limits reads redis+sentinel:// URLs itself
+        # Bounded waits, as the job store's (and Sentinel's failover retries); passed on to
+        # redis-py, whatever the annotation says.
+        storage_options=cast(
+            dict[str, str | int],
+            {**redis_options(storage), **limiter_options(storage.redis_url)},
+        ),
         key_prefix=f"{storage.key_prefix}:ratelimit",
         strategy="fixed-window",
         headers_enabled=False,  # ours below, in the IETF draft's form

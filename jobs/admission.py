@@ -7,6 +7,12 @@ let 24 or 27 of 40 in (issue 16). Here a Lua script counts the queue's broker li
 admissions still in flight and, when there is room, records this one, all inside Redis, where
 scripts run one at a time. An admission is withdrawn once its job is queued (the broker list
 then counts it) or refused; one whose process died is forgotten after ``hold_seconds``.
+
+That is atomic when the broker is the store's Redis (the default). With a broker elsewhere
+(RabbitMQ, or a Redis of its own: ``CUTOUT_BROKER_URL``) the script cannot read its queue, so
+the depth is read just before it and passed in: admissions still count atomically, but a
+submit whose message lands between that read and the script can go uncounted, so concurrent
+submits can overshoot by the few that race that way.
 """
 
 from __future__ import annotations
@@ -18,18 +24,19 @@ from contextlib import contextmanager
 
 import redis
 
-from jobs.queue import BrokerQueues
+from jobs.queue import BrokerQueues, QueueReader
 
 log = logging.getLogger("cutout.jobs")
 
 # KEYS[1]: the admissions in flight (a sorted set scored by the server's time);
-# KEYS[2..n]: the queue's broker lists. ARGV: the limit, this admission's token, hold seconds.
+# KEYS[2..n]: the queue's broker lists, when they are in this Redis. ARGV: the limit, this
+# admission's token, hold seconds, and the depth read elsewhere (0 when the lists are KEYS).
 # Returns {1, depth} when admitted, {0, depth} when refused; depth counts what was waiting.
 _ADMIT = """
 local now = redis.call('TIME')
 local seconds = tonumber(now[1]) + tonumber(now[2]) / 1000000
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', seconds - tonumber(ARGV[3]))
-local depth = redis.call('ZCARD', KEYS[1])
+local depth = redis.call('ZCARD', KEYS[1]) + tonumber(ARGV[4])
 for i = 2, #KEYS do
   depth = depth + redis.call('LLEN', KEYS[i])
 end
@@ -52,7 +59,7 @@ class Admission:
     def __init__(
         self,
         client: redis.Redis,
-        broker: BrokerQueues,
+        broker: QueueReader,
         prefix: str = "cutout",
         hold_seconds: float = 120.0,
     ) -> None:
@@ -70,8 +77,12 @@ class Admission:
         """A place on ``queue`` for the job queued inside; raises ``QueueFull`` when at least
         ``limit`` jobs wait there or are being let in."""
         key, token = self._key(queue), uuid.uuid4().hex
+        if isinstance(self.broker, BrokerQueues) and self.broker.redis is self.redis:
+            lists, elsewhere = self.broker.lists(queue), 0
+        else:
+            lists, elsewhere = [], self.broker.depth(queue)
         admitted, depth = self._admit(
-            keys=[key, *self.broker.lists(queue)], args=[limit, token, self.hold_seconds]
+            keys=[key, *lists], args=[limit, token, self.hold_seconds, elsewhere]
         )
         if not admitted:
             raise QueueFull(int(depth))

@@ -18,6 +18,7 @@ from jobs.heartbeats import Heartbeats
 from jobs.queue import Enqueue, JobQueue, Producer
 from jobs.store import JobStore
 from storage import ObjectStore, StorageSettings, open_store
+from storage.redis_client import is_sentinel, open_redis
 from storage.result_cache import ResultCache
 
 
@@ -38,12 +39,15 @@ def redis_options(settings: StorageSettings) -> dict[str, object]:
     """Bounded waits for every Redis client of the service: a connect or a reply slower than
     the timeout fails, and a failed command is retried twice within half a second (enough to
     reconnect after a restart; redis-py's own default retries ten times, which made a
-    request against a stopped Redis take seconds)."""
-    return {
+    request against a stopped Redis take seconds). Through Sentinel, ``open_redis`` and
+    ``limiter_options`` retry for as long as a failover takes instead."""
+    options: dict[str, object] = {
         "socket_timeout": settings.redis_timeout_seconds,
         "socket_connect_timeout": settings.redis_timeout_seconds,
-        "retry": Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.05), 2),
     }
+    if not is_sentinel(settings.redis_url):
+        options["retry"] = Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.05), 2)
+    return options
 
 
 def open_services(
@@ -57,7 +61,7 @@ def open_services(
 
     ``enqueue`` and ``notify`` replace the queue's own messages for a job and its webhook (the
     API's tests keep jobs off the broker with them)."""
-    client = redis.Redis.from_url(settings.redis_url, **redis_options(settings))
+    client = open_redis(settings.redis_url, **redis_options(settings))  # plain, or via Sentinel
     queue = JobQueue(producer, client)
     end_hook = job_end_hook(notify or queue.notify_webhook)
     jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, end_hook)

@@ -26,7 +26,9 @@ from tasks.app import create_celery
 from tasks.broker_transport import TRANSPORT
 
 app = create_celery()
-app.conf.broker_transport = TRANSPORT  # kombu's Redis transport, mended (see its module)
+if app.conf.broker_url.split("://", 1)[0] in ("redis", "rediss"):
+    # kombu's Redis transport, mended (see its module); RabbitMQ and Sentinel keep kombu's own.
+    app.conf.broker_transport = TRANSPORT
 log = logging.getLogger("cutout.worker")
 _beating: list[Beating] = []  # this process's heartbeat, once it is ready
 
