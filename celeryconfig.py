@@ -11,7 +11,14 @@ from kombu import Exchange, Queue
 
 from contract import batching
 from jobs.amqp_queues import is_amqp
-from jobs.queue import CLEANUP_TASK, GPU_QUEUE, IO_QUEUE, SEGMENT_TASK, WEBHOOK_TASK
+from jobs.queue import (
+    CLEANUP_TASK,
+    GPU_QUEUE,
+    IO_QUEUE,
+    SEGMENT_TASK,
+    WEBHOOK_TASK,
+    visibility_timeout,
+)
 from storage.redis_client import celery_redis
 
 # The store's Redis, as Celery spells it (``redis+sentinel://`` becomes ``sentinel://…``).
@@ -54,7 +61,7 @@ if is_amqp(broker_url):
 else:
     # Redelivery waits for this long after a worker vanishes; it must exceed the longest batch.
     broker_transport_options = {
-        "visibility_timeout": int(os.environ.get("CUTOUT_VISIBILITY_TIMEOUT", 3600)),
+        "visibility_timeout": visibility_timeout(os.environ),
         **(cutout_redis_options if broker_url == cutout_redis else {}),
     }
 

@@ -27,8 +27,9 @@ DEFAULTS: dict[str, Any] = {
     "API_KEYS": {},  # sha256 hex of a key → its name, which owns the key's jobs
     "RATE_LIMIT_SUBMIT": "120 per minute",  # per key (per address with auth off)
     "RATE_LIMIT_READ": "1200 per minute",
+    "RATE_LIMIT_FAIL": "closed",  # when Redis is unreachable: "closed" (503) or "open"
     "BACKPRESSURE_QUEUE": GPU_QUEUE,
-    "MAX_QUEUE_DEPTH": 1000,  # jobs waiting there before submits the cache cannot answer get 503
+    "MAX_QUEUE_DEPTH": 1000,  # at most this many jobs wait there; submits past it get 503
     "QUEUE_RETRY_AFTER": 30,  # seconds, in the 503's Retry-After
     "WEBHOOKS": None,  # WebhookSettings; from the environment when None
     "NOTIFY": None,  # callable(job_id) queueing a webhook; Celery's send_task when None

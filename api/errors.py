@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
+
+# Seconds a client is told to wait when Redis (the job store) cannot be reached.
+STORE_RETRY_AFTER = 5
 
 
 class ApiError(Exception):
@@ -51,6 +55,15 @@ def register_error_handlers(app: Flask) -> None:
             limit = app.config["MAX_CONTENT_LENGTH"] // (1024 * 1024)
             message = f"the request body is larger than the {limit} MB limit"
         return jsonify(error_body(code, message)), status
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _store_unavailable(exc: redis.RedisError):  # type: ignore[no-untyped-def]
+        # Raised wherever a view, the rate limiter or the auth layer reaches Redis; the
+        # client's socket timeouts bound how long that takes (jobs.services.redis_options).
+        app.logger.warning("Redis unreachable: %s", exc)
+        body = error_body("store_unavailable", "the job store is unreachable; retry later")
+        return jsonify(body), 503, {"Retry-After": str(STORE_RETRY_AFTER)}
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

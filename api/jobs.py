@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 
+import redis
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from api.auth import current_owner, owned_job
 from api.errors import ApiError, error_body
 from api.idempotency import fingerprint, idempotent
-from api.limits import refuse_when_queue_is_full
+from api.limits import queue_admission
 from api.rendering import render_job
 from api.services import services
 from api.uploads import parse_options, read_background, read_image
@@ -36,9 +37,9 @@ def _submit_from_request() -> JobRecord:
         model_id = current_app.config["MODEL_ID"]
         record = new_record(model_id, data, info, options, current_owner(), webhook)
         try:
-            record = submit(services(), record, data, refuse_when_queue_is_full, background)
-        except ApiError:
-            raise
+            record = submit(services(), record, data, queue_admission, background)
+        except (ApiError, redis.ConnectionError, redis.TimeoutError):
+            raise  # Redis unreachable: 503 store_unavailable (api/errors.py)
         except Exception as exc:
             # A job the queue refused was failed (enqueue_failed) and counted as it ended.
             current_app.logger.exception("could not queue a job")

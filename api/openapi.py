@@ -52,6 +52,9 @@ LIMITED = {
     "401": _error("no or unknown API key (`unauthorized`)", "WWW-Authenticate"),
     "429": _error("rate limit exceeded (`rate_limited`)", "Retry-After", *RATE_HEADERS),
 }
+# Every endpoint that reads or writes jobs needs Redis (api/errors.py; docs/resilience.md).
+STORE_UNAVAILABLE = "Redis, the job store, cannot be reached (`store_unavailable`)"
+STORE_DOWN = {"503": _error(f"{STORE_UNAVAILABLE}; retry after Retry-After", "Retry-After")}
 SUBMIT_ERRORS = {
     "400": _error(
         "a missing or empty image, an option out of range or malformed (`invalid_background`, "
@@ -72,7 +75,7 @@ SUBMIT_ERRORS = {
     ),
     "503": _error(
         "the gpu queue is too deep for a job the result cache cannot answer (`queue_full`), "
-        "or the broker is down (`queue_unavailable`)",
+        "the broker is down (`queue_unavailable`), or " + STORE_UNAVAILABLE,
         "Retry-After",
     ),
     **LIMITED,
@@ -350,7 +353,12 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The job",
                 "operationId": "getJob",
-                "responses": {"200": _job("the job", *RATE_HEADERS), "404": found, **LIMITED},
+                "responses": {
+                    "200": _job("the job", *RATE_HEADERS),
+                    "404": found,
+                    **LIMITED,
+                    **STORE_DOWN,
+                },
             },
             "delete": {
                 "summary": "Cancel the job",
@@ -363,6 +371,7 @@ def _paths() -> dict[str, Any]:
                     "404": found,
                     "409": _error("the job already finished (`job_finished`)"),
                     **LIMITED,
+                    **STORE_DOWN,
                 },
             },
         },
@@ -386,9 +395,9 @@ def _paths() -> dict[str, Any]:
                     "422": _error("the image cannot be read or decoded; `job` is the job"),
                     "500": _error("the job failed for a reason other than its image"),
                     "503": _error(
-                        "as for a submit (`queue_full`, `queue_unavailable`), or storage stayed "
-                        "down past the worker's retry window (`storage_unavailable`; `job` is "
-                        "the job)",
+                        "as for a submit (`queue_full`, `queue_unavailable`, "
+                        "`store_unavailable`), or storage stayed down past the worker's retry "
+                        "window (`storage_unavailable`; `job` is the job)",
                         "Retry-After",
                     ),
                 },

@@ -43,15 +43,19 @@ def answers(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def start(port: int, workdir: Path, *, daemonize: bool = False) -> subprocess.Popen[bytes]:
-    """Start a throwaway server (no persistence) on 127.0.0.1:``port``; waits until it answers."""
+def start(
+    port: int, workdir: Path, *, daemonize: bool = False, appendonly: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start a server on 127.0.0.1:``port``; waits until it answers. Throwaway (no
+    persistence) unless ``appendonly``: then it keeps an AOF in ``workdir`` and a server
+    started again there comes back with the data, as a deployment's does after a restart."""
     workdir.mkdir(parents=True, exist_ok=True)
     args = [
         server_binary(),
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes" if appendonly else "no",
         "--dir", str(workdir),
         "--daemonize", "yes" if daemonize else "no",
         "--logfile", str(workdir / "redis.log"),

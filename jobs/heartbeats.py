@@ -1,12 +1,20 @@
 """Which workers are alive: each ready worker refreshes its score in a Redis sorted set, and
 withdraws it as it shuts down; a worker that died without a word drops out ``stale_after``
-seconds after its last beat."""
+seconds after its last beat.
+
+Only beats the running Redis server received count. The sorted set is named after the
+server's ``run_id``, which every start of the server draws anew: a set restored from disk
+(AOF or RDB) after a restart, or replicated to a replica promoted since, belongs to an earlier
+run and is never read, so a worker that exited before the restart is never counted, while a
+live one is counted again at its next beat (``every`` seconds). Scores are the server's own
+clock (``TIME``), so the API's and the workers' clocks need not agree. Each set expires a
+while after its last beat, so the sets of earlier runs go away by themselves."""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
-import time
 
 import redis
 
@@ -19,20 +27,31 @@ class Heartbeats:
         self.prefix = prefix
         self.stale_after = stale_after
 
-    def _key(self, queue: str) -> str:
-        return f"{self.prefix}:workers:{queue}"
+    def _now(self, queue: str) -> tuple[str, float]:
+        """This server run's set for ``queue``, and the server's time."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.info("server")
+            pipe.time()
+            info, (seconds, micros) = pipe.execute()
+        return f"{self.prefix}:workers:{queue}:{info['run_id']}", seconds + micros / 1e6
 
     def beat(self, queue: str, worker: str) -> None:
-        self.redis.zadd(self._key(queue), {worker: time.time()})
+        key, now = self._now(queue)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(key, {worker: now})
+            pipe.expire(key, max(1, math.ceil(2 * self.stale_after)))
+            pipe.execute()
 
     def leave(self, queue: str, worker: str) -> None:
-        self.redis.zrem(self._key(queue), worker)
+        key, _ = self._now(queue)
+        self.redis.zrem(key, worker)
 
     def alive(self, queue: str) -> list[str]:
-        key = self._key(queue)
-        cutoff = time.time() - self.stale_after
-        self.redis.zremrangebyscore(key, "-inf", cutoff)
-        members: list[bytes] = self.redis.zrange(key, 0, -1)  # type: ignore[assignment]
+        key, now = self._now(queue)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(key, "-inf", now - self.stale_after)
+            pipe.zrange(key, 0, -1)
+            _, members = pipe.execute()
         return [m.decode() for m in members]
 
     def keep_alive(self, queue: str, worker: str, every: float = 5.0) -> Beating:

@@ -32,6 +32,14 @@ IO_QUEUE = "io"  # everything that only waits on the network or the disk
 
 Enqueue = Callable[[str], None]  # a job id in, a message out
 
+# Seconds a taken message may stay unacknowledged before Redis hands it to another worker.
+DEFAULT_VISIBILITY_TIMEOUT = 3600
+
+
+def visibility_timeout(env: Mapping[str, str]) -> int:
+    """The broker's visibility timeout (``CUTOUT_VISIBILITY_TIMEOUT``), in seconds."""
+    return int(env.get("CUTOUT_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT))
+
 
 class Producer(Protocol):
     """What sends messages: a Celery app."""

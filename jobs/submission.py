@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import replace
 
 from contract.effects import EFFECTS_VERSION
@@ -102,17 +103,19 @@ def submit(
     svc: JobServices,
     record: JobRecord,
     data: bytes,
-    admit: Callable[[], None] | None = None,
+    admit: Callable[[], AbstractContextManager[object]] | None = None,
     background: bytes | None = None,
 ) -> JobRecord:
     """The job for this upload (``record``, from ``new_record``): finished at once on a full
-    cache hit, else staged and dispatched. ``admit()`` runs before anything is staged for a
-    job the cache cannot answer and raises to refuse it (the queue is full), so a full queue
+    cache hit, else staged and dispatched. A job the cache cannot answer is staged and
+    dispatched inside ``admit()``, which raises on entry to refuse it (the queue is full) and
+    holds its place in the queue until it is queued (``jobs.admission``), so a full queue
     never refuses a hit."""
     hit = answer_from_cache(svc, record)
     if hit is not None:
         metrics.CACHE_HITS.inc()
         return hit
-    if admit is not None:
-        admit()
-    return stage_and_dispatch(svc, record, data, background)
+    if admit is None:
+        return stage_and_dispatch(svc, record, data, background)
+    with admit():
+        return stage_and_dispatch(svc, record, data, background)

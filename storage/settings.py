@@ -23,6 +23,9 @@ class StorageSettings:
     backend: str = "local"
     local_dir: Path = Path.home() / ".local" / "share" / "cutout" / "files"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Connect and read timeout of every Redis command, so an unreachable Redis fails a request
+    # in bounded time (503 store_unavailable, docs/resilience.md) instead of hanging it.
+    redis_timeout_seconds: float = 2.0
     job_ttl_seconds: int = 24 * 3600
     key_prefix: str = "cutout"
     # S3 / R2 (R2: endpoint_url = https://<account>.r2.cloudflarestorage.com, region "auto").
@@ -77,6 +80,7 @@ class StorageSettings:
             backend=text("CUTOUT_STORAGE") or default.backend,
             local_dir=Path(env.get("CUTOUT_LOCAL_DIR", str(default.local_dir))).expanduser(),
             redis_url=env.get("CUTOUT_REDIS_URL", default.redis_url),
+            redis_timeout_seconds=seconds("CUTOUT_REDIS_TIMEOUT", default.redis_timeout_seconds),
             job_ttl_seconds=number("CUTOUT_JOB_TTL", default.job_ttl_seconds),
             key_prefix=env.get("CUTOUT_KEY_PREFIX", default.key_prefix),
             s3_bucket=text("CUTOUT_S3_BUCKET") or "",

@@ -3,7 +3,8 @@
 Every worker proves its storage settings first and refuses to start, saying what is wrong,
 when they cannot work. A worker consuming the ``gpu`` queue then builds and warms its model
 before it takes a job, and announces itself through a heartbeat that ``/readyz`` reads, which
-it withdraws as it shuts down.
+it withdraws as it shuts down. Every worker talks to the broker through
+``tasks/broker_transport.py``, which lets it survive a broker restart while it holds messages.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ from tasks import (
     task_events,  # noqa: F401  (each batched job's task events, for Flower)
 )
 from tasks.app import create_celery
+from tasks.broker_transport import TRANSPORT
 
 app = create_celery()
+if app.conf.broker_url.split("://", 1)[0] in ("redis", "rediss"):
+    # kombu's Redis transport, mended (see its module); RabbitMQ and Sentinel keep kombu's own.
+    app.conf.broker_transport = TRANSPORT
 log = logging.getLogger("cutout.worker")
 _beating: list[Beating] = []  # this process's heartbeat, once it is ready
 

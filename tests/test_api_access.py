@@ -131,9 +131,9 @@ def test_a_deep_gpu_queue_answers_503_with_retry_after(
 ) -> None:
     client = make_app(MAX_QUEUE_DEPTH=3, QUEUE_RETRY_AFTER=7).test_client()
     # Celery's Redis transport keeps a queue as a list under the queue's name.
-    redis_client.rpush("gpu", *[b"waiting"] * 3)
-    assert _submit(client).status_code == 202
-    redis_client.rpush("gpu", b"one more")
+    redis_client.rpush("gpu", *[b"waiting"] * 2)
+    assert _submit(client).status_code == 202  # the third: the limit is reached, not passed
+    redis_client.rpush("gpu", b"the third")
     refused = _submit(client)
     assert refused.status_code == 503 and _error(refused) == "queue_full"
     assert refused.headers["Retry-After"] == "7"
@@ -277,7 +277,7 @@ def test_a_full_queue_still_answers_cache_hits(
     make_app: Callable[..., Flask], redis_client: redis.Redis
 ) -> None:
     queued: list[str] = []
-    client = make_app(ENQUEUE=queued.append, MAX_QUEUE_DEPTH=0).test_client()
+    client = make_app(ENQUEUE=queued.append, MAX_QUEUE_DEPTH=1).test_client()
     photo = _jpeg((80, 60))
     _cached(client, photo, queued)
     redis_client.rpush("gpu", b"waiting")

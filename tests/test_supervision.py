@@ -74,10 +74,10 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
         os.kill(before["gpu0"], signal.SIGKILL)
 
         beats = redis.Redis.from_url(redis_url)
+        # jobs.heartbeats' set of the gpu workers in this Redis run, scored by Redis's clock
+        key = f"cutout:workers:gpu:{beats.info('server')['run_id']}"
         wait_until(
-            lambda: any(
-                s > killed_at for _, s in beats.zrange("cutout:workers:gpu", 0, -1, withscores=True)
-            ),  # fmt: skip
+            lambda: any(s > killed_at for _, s in beats.zrange(key, 0, -1, withscores=True)),
             180,
             "a heartbeat from the restarted gpu worker",
         )

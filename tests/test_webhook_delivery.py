@@ -313,3 +313,21 @@ def test_the_hook_failing_leaves_the_job_ended(redis_client: redis.Redis) -> Non
     store.create(job_record("c"))
     assert store.update("c", lambda r: replace(r, status="failed")).status == "failed"  # type: ignore[union-attr]
     assert json.loads(redis_client.get("cutout:job:c"))["status"] == "failed"  # type: ignore[arg-type]
+
+
+def test_no_retry_waits_past_the_visibility_timeout() -> None:
+    """Issue 16: with a 60 s visibility timeout, neither the configured cap (3000 s) nor a
+    receiver's Retry-After may make a retry wait so long that Redis redelivers it."""
+    env = {"CUTOUT_VISIBILITY_TIMEOUT": "60", "CUTOUT_WEBHOOK_RETRY_MAX_DELAY": "3000"}
+    clamped = WebhookSettings.from_env(env)
+    attempt = clamped.connect_timeout + clamped.read_timeout
+    rng = random.Random(0)
+    for n in range(1, 12):
+        for retry_after in (None, 7200.0):
+            verdict = judge(Reply(503, retry_after=retry_after), n, 0.0, clamped, rng)
+            assert verdict.retry_in is not None
+            assert verdict.retry_in + attempt < 60, (n, retry_after, verdict.retry_in)
+    # Where the timeout leaves room, the configured cap still rules.
+    roomy = WebhookSettings.from_env({"CUTOUT_WEBHOOK_RETRY_MAX_DELAY": "120"})
+    assert max(backoff(n, roomy, rng) for n in range(1, 12)) <= 120
+    assert judge(Reply(503, retry_after=900.0), 1, 0.0, roomy, rng).retry_in == 900.0

@@ -66,7 +66,8 @@ def test_a_worker_that_shuts_down_leaves_readiness_at_once(stack: Stack) -> None
     """Stopped (SIGTERM), a second worker is gone from the heartbeats as soon as its process
     ends, not once its last beat is stale (15 s)."""
     client = redis.Redis.from_url(stack.redis_url)
-    key = "cutout:workers:gpu"  # jobs.heartbeats' sorted set of the gpu queue's workers
+    # jobs.heartbeats' sorted set of the gpu queue's workers, in this Redis run
+    key = f"cutout:workers:gpu:{client.info('server')['run_id']}"
 
     def second_member() -> str | None:
         names = [m.decode() for m in client.zrange(key, 0, -1)]

@@ -60,9 +60,8 @@ def payload(record: JobRecord, store: ObjectStore, base_url: str) -> bytes:
 
 def backoff(attempt: int, settings: WebhookSettings, rng: random.Random) -> float:
     """Exponential, capped, with "equal jitter": half fixed, half random."""
-    delay = min(
-        settings.retry_base * settings.retry_factor ** (attempt - 1), settings.retry_max_delay
-    )
+    cap = min(settings.retry_max_delay, settings.retry_ceiling)
+    delay = min(settings.retry_base * settings.retry_factor ** (attempt - 1), cap)
     return delay / 2 + rng.uniform(0, delay / 2)
 
 
@@ -78,7 +77,10 @@ def judge(
         return Verdict("failed", note="redirects are not followed; update the webhook URL")
     if status is not None and status != 429 and status < 500:
         return Verdict("failed", note=f"the receiver refused the webhook ({status})")
-    delay = max(backoff(attempt, settings, rng), reply.retry_after or 0.0)
+    # A Retry-After is honoured up to the ceiling too: a longer wait would be redelivered.
+    delay = min(
+        max(backoff(attempt, settings, rng), reply.retry_after or 0.0), settings.retry_ceiling
+    )
     if elapsed + delay > settings.retry_for:
         return Verdict("failed", note=f"gave up after {attempt} attempts")
     return Verdict("retrying", retry_in=delay)

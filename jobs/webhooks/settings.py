@@ -10,6 +10,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 
+from jobs.queue import visibility_timeout
 from jobs.webhooks.signing import secret_key
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -22,17 +23,31 @@ class WebhookSettings:
     allow: tuple[Network, ...] = ()
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
-    # Backoff: base * factor**(n-1) with jitter, capped below the broker's visibility
-    # timeout (so a waiting retry is never redelivered twice), for retry_for seconds.
+    # Backoff: base * factor**(n-1) with jitter, capped at retry_max_delay and below the
+    # broker's visibility timeout (retry_ceiling), for retry_for seconds.
     retry_base: float = 5.0
     retry_factor: float = 4.0
     retry_max_delay: float = 3000.0
     retry_for: float = 24 * 3600.0
+    visibility_timeout: float = 3600.0  # the broker's (CUTOUT_VISIBILITY_TIMEOUT)
     public_url: str = "http://127.0.0.1:8000"  # base of relative links in payloads
 
     def __post_init__(self) -> None:
         for secret in self.secrets:
             secret_key(secret)  # refuse a malformed secret at start-up, not at the first send
+
+    @property
+    def retry_ceiling(self) -> float:
+        """The longest any retry waits, whatever ``retry_max_delay`` or a receiver's
+        ``Retry-After`` say.
+
+        A retry waits in the io worker as an unacknowledged message, from the moment it is
+        taken until its attempt ends: were that longer than the visibility timeout, Redis
+        would hand the message to a second worker. So the wait plus one attempt (its connect
+        and read timeouts) stays within 90 % of the timeout, and never under a second."""
+        attempt = self.connect_timeout + self.read_timeout
+        below_visibility = 0.9 * self.visibility_timeout - attempt
+        return max(1.0, below_visibility)
 
     @property
     def enabled(self) -> bool:
@@ -55,6 +70,7 @@ class WebhookSettings:
             retry_max_delay=number("CUTOUT_WEBHOOK_RETRY_MAX_DELAY", default.retry_max_delay),
             retry_for=number("CUTOUT_WEBHOOK_RETRY_FOR", default.retry_for),
             public_url=env.get("CUTOUT_PUBLIC_URL", default.public_url),
+            visibility_timeout=float(visibility_timeout(env)),
         )
 
 
