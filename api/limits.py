@@ -22,7 +22,7 @@ from api.services import services
 from storage.settings import StorageSettings
 
 SUBMIT_BLUEPRINTS = ("jobs",)
-READ_BLUEPRINTS = ("jobs", "cancel")
+READ_BLUEPRINTS = ("jobs", "cancel", "events")
 
 
 def config_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
