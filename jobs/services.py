@@ -11,6 +11,7 @@ import redis
 from jobs.dispatch import Dispatcher
 from jobs.end_hook import job_end_hook
 from jobs.heartbeats import Heartbeats
+from jobs.known_images import KnownImages
 from jobs.queue import Enqueue, JobQueue, Producer
 from jobs.store import JobStore
 from storage import ObjectStore, StorageSettings, open_store
@@ -27,6 +28,7 @@ class JobServices:
     cache: ResultCache
     dispatcher: Dispatcher
     heartbeats: Heartbeats
+    known: KnownImages  # the photos each key has uploaded (hash-first submits)
 
 
 def open_services(
@@ -55,4 +57,5 @@ def open_services(
         cache=cache,
         dispatcher=Dispatcher(jobs, cache, store, enqueue or queue.enqueue_segment),
         heartbeats=Heartbeats(client, settings.key_prefix),
+        known=KnownImages(client, settings.key_prefix, settings.cache_ttl_seconds),
     )
