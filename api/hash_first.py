@@ -50,9 +50,7 @@ def submit_by_hash_from_request() -> JobRecord:
         raise ApiError(400, "invalid_json", "send a JSON object with image_sha256 and options")
     sha = body.get("image_sha256")
     if not isinstance(sha, str) or not SHA256.fullmatch(sha.lower()):
-        raise ApiError(
-            400, "invalid_image_sha256", "image_sha256 must be 64 hex digits (SHA-256)"
-        )
+        raise ApiError(400, "invalid_image_sha256", "image_sha256 must be 64 hex digits (SHA-256)")
     sha = sha.lower()
     options = parse_options(_form(body), current_app.config["DEFAULT_MAX_SIZE"])
     webhook = parse_webhook(_form(body))

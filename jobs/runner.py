@@ -168,8 +168,11 @@ class JobRunner:
         names = output_names(options.effects)
         cached = self.cache.lookup(record.content_key, names)
         if len(cached) == len(names):  # computed meanwhile (or before a redelivery)
-            ran_nothing = {"computed": (), "batch_size": None, "model_input": None}
-            return self._end(job_id, cached, lambda r: replace(r, **ran_nothing))
+
+            def ran_nothing(r: JobRecord) -> JobRecord:
+                return replace(r, computed=(), batch_size=None, model_input=None)
+
+            return self._end(job_id, cached, ran_nothing)
         try:
             data = self.store.open(staging_key(job_id))
         except FileNotFoundError:
