@@ -138,6 +138,10 @@ def serve(bind: tuple[str, int], upstream: tuple[str, int]) -> None:
                         if upstream is not None:
                             upstream.close()
                         upstream = socket.create_connection(upstream_address)
+                        # Relayed pieces go at once: Nagle against the peer's delayed ACK
+                        # cost 40 ms a request.
+                        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                         upstream.sendall(proxy_line(sock, address))
                         answers = gevent.spawn(copy, upstream, sock)
                     body = request_body_length(head)
