@@ -53,7 +53,10 @@ def _frame(event: JobEvent, body: dict[str, Any]) -> str:
 def job_events(job_id: str) -> Response:
     after = _last_event_id()
     svc = services()
-    subscription = change_feed().subscribe(job_id)  # before reading: no change slips by
+    try:
+        subscription = change_feed().subscribe(job_id)  # before reading: no change slips by
+    except ConnectionError as exc:
+        raise ApiError(503, "events_unavailable", "job events are unavailable; poll") from exc
     try:
         first = owned_job(job_id)
     except BaseException:
