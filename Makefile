@@ -45,7 +45,7 @@ run: weights
 	@echo ""
 	@if [ "$$CUTOUT_AUTH" = "off" ]; then \
 	  echo "  !!! API KEYS ARE OFF (CUTOUT_AUTH=off): anyone who reaches :8000 can submit and"; \
-	  echo "  !!! read every job. For local use only: see CUTOUT_AUTH in the README."; \
+	  echo "  !!! read every job. For local use only: see CUTOUT_AUTH in docs/configuration.md."; \
 	  echo ""; \
 	fi
 	@echo "  cutout is starting: API http://127.0.0.1:8000  Flower http://127.0.0.1:5555"

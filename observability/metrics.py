@@ -6,7 +6,7 @@ counted where it looks a content key up); workers record job stages from the pip
 ended it (``jobs/end_hook.py``); the webhook task counts each delivery attempt. Series read at
 scrape time (queue depth and age, GPU memory and utilisation) are collectors in
 ``queue_stats.py`` and ``exposition.py``. Every name starts with ``cutout_``, as Prometheus's
-naming guide asks of an application's own metrics; README "Operations" lists them.
+naming guide asks of an application's own metrics; docs/monitoring.md lists them.
 """
 
 from __future__ import annotations
