@@ -211,6 +211,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
         results["delay ms"] = [(streams.arrived[j] - t) * 1000 for j, t in changed.items()]
         results["streams"] = streams.opened
         return results
+    except Exception:
+        print((workdir / "front.log").read_text(errors="replace")[-4000:], file=sys.stderr)
+        raise
     finally:
         if streams is not None:
             streams.close()

@@ -42,7 +42,12 @@ def open_services(
 
     ``enqueue`` and ``notify`` replace the queue's own messages for a job and its webhook (the
     API's tests keep jobs off the broker with them)."""
-    client = redis.Redis.from_url(settings.redis_url)
+    # redis-py 8 caps a pool at 100 connections and raises past it; a burst of a thousand
+    # event streams opening at once (the front door's greenlets) waits for one instead.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=100, timeout=20
+    )
+    client = redis.Redis(connection_pool=pool)
     queue = JobQueue(producer, client)
     end_hook = job_end_hook(notify or queue.notify_webhook)
     jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, end_hook)
