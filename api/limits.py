@@ -13,6 +13,7 @@ import os
 import time
 from typing import Any, cast
 
+import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
 
@@ -65,6 +66,13 @@ def install_limits(app: Flask, storage: StorageSettings) -> Limiter:
         key_prefix=f"{storage.key_prefix}:ratelimit",
         strategy="fixed-window",
         headers_enabled=False,  # ours below, in the IETF draft's form
+        # Waits for a free connection past 100 rather than failing (a burst of event streams
+        # opening at once on the front door; redis-py 8 raises past its pool's cap).
+        storage_options={
+            "connection_pool": redis.BlockingConnectionPool.from_url(
+                storage.redis_url, max_connections=100, timeout=20
+            )
+        },
     )
     for name in SUBMIT_BLUEPRINTS:
         limiter.limit(app.config["RATE_LIMIT_SUBMIT"], methods=["POST"], scope="submit")(
