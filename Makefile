@@ -9,7 +9,10 @@ export CUTOUT_MODEL_DIR ?= $(HOME)/.cache/cutout
 # The demo page's browser test drives this chromium (Playwright cannot download browsers here).
 export CUTOUT_CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup weights browser run test lint clean-venv promtool
+.PHONY: all setup weights browser wasm emscripten run test lint clean-venv promtool
+
+# `make` alone builds the browser's effects module (the rest installs itself on use).
+all: setup wasm
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +41,29 @@ browser:
 	  fi; }
 	@test -x "$(CUTOUT_CHROMIUM)" || { echo "chromium was not installed" >&2; exit 1; }
 
+# The browser's effects (wasm/ → api/static/wasm/, docs/browser-effects.md), built with
+# Debian's Emscripten, installed with apt when missing and we are root (~20 s; its system
+# libraries come prebuilt, so the first build takes seconds, from any HOME).
+WASM_BUILT := api/static/wasm/manifest.json
+wasm: $(WASM_BUILT)
+
+$(WASM_BUILT): wasm/effects_processor.cpp wasm/cutout-effects.js wasm/build.sh | emscripten
+	bash wasm/build.sh
+
+emscripten:
+	@command -v emcc >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq emscripten >/dev/null 2>&1 \
+	      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq emscripten; }; }; \
+	  else \
+	    echo "no emcc: install Debian's emscripten package (apt-get install emscripten)" >&2; exit 1; \
+	  fi; }
+	@command -v emcc >/dev/null || { echo "emscripten was not installed" >&2; exit 1; }
+
 # Local use: API keys off unless the caller sets CUTOUT_AUTH=on (and CUTOUT_API_KEYS).
 run: export CUTOUT_AUTH ?= off
 run: weights
+	@$(MAKE) --no-print-directory wasm || echo "  (no browser effects module: the demo renders every effect on the server)"
 	$(PY) -m devtools.redis_server ensure "$(CUTOUT_REDIS_URL)"
 	@echo ""
 	@if [ "$$CUTOUT_AUTH" = "off" ]; then \
@@ -55,14 +78,20 @@ run: weights
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"
 	@echo "  or follow it live:  curl -N http://127.0.0.1:8000/api/v2/jobs/<id>/events (docs/events.md)"
+	@# Which engine the gpu worker runs, and on a first run what it switches to (docs/engines.md).
+	@echo "  $$($(PY) -m workers.engines.plan)"
 	@echo ""
-	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md); honcho
-	# numbers them through PORT (gpu0 metrics on :9101, gpu1 on :9111, …).
+	# The Procfile under supervisord, which restarts any process that dies (docs/resilience.md).
+	# CUTOUT_GPU_WORKERS: gpu worker processes sharing the GPU (docs/gpu-pipeline.md), numbered
+	# through PORT as honcho did (gpu0 metrics on :9101, gpu1 on :9111, …).
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUTOUT_ENV=$${CUTOUT_ENV:-development} \
-	  $(VENV)/bin/honcho start -f Procfile -c gpu=$${CUTOUT_GPU_WORKERS:-1}
+	  $(PY) -m devtools.supervise -c gpu=$${CUTOUT_GPU_WORKERS:-1}
 
-test: weights browser promtool
-	$(PY) -m pytest -m "not gpu" $(PYTEST_ARGS)
+# Two processes, a test file each (module fixtures such as a stack are started once per file);
+# most files wait on subprocesses and sockets, so two share a 2-core machine well.
+TEST_PROCS ?= 2
+test: weights browser promtool wasm
+	$(PY) -m pytest -m "not gpu" -n $(TEST_PROCS) --dist loadfile $(PYTEST_ARGS)
 
 # promtool checks and unit-tests compose/alerts.yml. Debian's prometheus package ships it; only
 # the binary is extracted (nothing is installed). Without apt the tests skip it, except in CI.

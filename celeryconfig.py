@@ -1,15 +1,29 @@
 """Celery settings (flat, lowercase, as Celery's docs lay them out).
 
 Queues: ``gpu`` for segmentation batches, ``io`` for everything that only waits on the network.
+The broker is ``CUTOUT_BROKER_URL``: by default the Redis of ``CUTOUT_REDIS_URL`` (which also
+holds the results), or RabbitMQ (``amqp://``) with quorum queues (docs/scaling.md).
 """
 
 import os
 
-from contract import batching
-from jobs.queue import CLEANUP_TASK, GPU_QUEUE, IO_QUEUE, SEGMENT_TASK, WEBHOOK_TASK
+from kombu import Exchange, Queue
 
-broker_url = os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")
-result_backend = broker_url
+from contract import batching
+from jobs.amqp_queues import is_amqp
+from jobs.queue import CLEANUP_TASK, GPU_QUEUE, IO_QUEUE, SEGMENT_TASK, WEBHOOK_TASK
+from storage.redis_client import celery_redis
+
+# The store's Redis, as Celery spells it (``redis+sentinel://`` becomes ``sentinel://…``).
+cutout_redis, cutout_redis_options = celery_redis(
+    os.environ.get("CUTOUT_REDIS_URL", "redis://127.0.0.1:6379/0")
+)
+# Set: a broker of its own (RabbitMQ, or another Redis); unset: the store's Redis is the broker.
+cutout_broker_of_its_own = bool(os.environ.get("CUTOUT_BROKER_URL", "").strip())
+broker_url = os.environ.get("CUTOUT_BROKER_URL", "").strip() or cutout_redis
+result_backend = cutout_redis
+result_backend_transport_options = cutout_redis_options
+result_backend_always_retry = True  # a result written across a store failover is retried
 result_expires = 24 * 3600
 
 task_serializer = "json"
@@ -26,10 +40,23 @@ task_routes = {
 # A killed worker's jobs go back to the queue; a job is acknowledged only once recorded.
 task_acks_late = True
 task_reject_on_worker_lost = True
-# Redelivery waits for this long after a worker vanishes; it must exceed the longest batch.
-broker_transport_options = {
-    "visibility_timeout": int(os.environ.get("CUTOUT_VISIBILITY_TIMEOUT", 3600)),
-}
+if is_amqp(broker_url):
+    # Quorum queues: durable and replicated, acknowledged for real (a message comes back when
+    # its consumer's channel closes, not after a timeout). Their exchanges are topic ones,
+    # which Celery's native delayed delivery needs for countdowns (webhook retries): a
+    # quorum queue has no global prefetch to hold ETA messages in a worker.
+    task_queues = [
+        Queue(name, Exchange(name, type="topic"), routing_key=name, durable=True,
+              queue_arguments={"x-queue-type": "quorum"})
+        for name in (GPU_QUEUE, IO_QUEUE)
+    ]  # fmt: skip
+    broker_transport_options = {"confirm_publish": True}  # a submit returns once it is stored
+else:
+    # Redelivery waits for this long after a worker vanishes; it must exceed the longest batch.
+    broker_transport_options = {
+        "visibility_timeout": int(os.environ.get("CUTOUT_VISIBILITY_TIMEOUT", 3600)),
+        **(cutout_redis_options if broker_url == cutout_redis else {}),
+    }
 
 # Micro-batching: flush after this many jobs or this many seconds, whichever comes first. A
 # lone job waits the whole interval; under a backlog batches fill by count whatever it is

@@ -31,3 +31,10 @@ def child_exit(server, worker):
 def on_exit(server):
     for path in _private_dirs:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    # What gunicorn refuses itself (414, 431, 400) answers in the API's JSON error shape.
+    from api.gunicorn_errors import install
+
+    install()

@@ -57,12 +57,13 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["WEBHOOKS"] = app.config["WEBHOOKS"] or WebhookSettings.from_env()
     app.extensions["cutout"] = build_services(storage, app.config["ENQUEUE"], app.config["NOTIFY"])
 
-    from api import cancel, demo, events, files, health, jobs, metrics, openapi
+    from api import cancel, demo, effects_module, events, files, health, jobs, metrics, openapi
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(demo.bp)
+    app.register_blueprint(effects_module.bp)
     app.register_blueprint(cancel.bp)
     app.register_blueprint(events.bp)
     app.register_blueprint(openapi.bp)

@@ -11,9 +11,12 @@ from flask import Blueprint, Response
 
 bp = Blueprint("demo", __name__, static_folder="static", static_url_path="/demo")
 
-# Output images may live on another origin (S3 or a CDN in front of it), hence img-src *.
+# Output images may live on another origin (S3 or a CDN in front of it), hence img-src * and
+# connect-src * (the browser effects fetch the cutout's bytes); 'wasm-unsafe-eval' lets the
+# page compile the effects module (WebAssembly only, not eval).
 CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; img-src * data: blob:; object-src 'none'; base-uri 'self'; "
+    "default-src 'self'; img-src * data: blob:; connect-src 'self' * blob:; "
+    "script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; base-uri 'self'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
 

@@ -25,15 +25,13 @@ from jobs.record import JobRecord
 from jobs.submission import submit_by_hash
 
 SHA256 = re.compile(r"[0-9a-f]{64}")
-OPTION_FIELDS = ("effects", "max_size", "format", "preview", "webhook_url")
 
 
 def _form(body: dict[str, Any]) -> MultiDict[str, str]:
     """The JSON options as the multipart form would carry them, for the same checks."""
     form: MultiDict[str, str] = MultiDict()
-    for name in OPTION_FIELDS:
-        value = body.get(name)
-        if value is None:
+    for name, value in body.items():
+        if name == "image_sha256" or value is None:
             continue
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)

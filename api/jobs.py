@@ -14,7 +14,7 @@ from api.idempotency import fingerprint, idempotent
 from api.limits import refuse_when_queue_is_full
 from api.rendering import render_job
 from api.services import services
-from api.uploads import parse_options, read_image
+from api.uploads import parse_options, read_background, read_image
 from api.webhook_url import parse_webhook
 from jobs.record import JobError, JobRecord
 from jobs.submission import new_record, submit
@@ -24,18 +24,20 @@ bp = Blueprint("jobs", __name__, url_prefix="/api/v2")
 log = logging.getLogger("cutout.api")
 
 MAX_WAIT_SECONDS = 120.0
+UNPROCESSABLE = frozenset({"invalid_image", "invalid_background", "no_subject"})
 
 
 def _submit_from_request() -> JobRecord:
     data, info = read_image(request.files)
-    options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"])
+    background = read_background(request.files)
+    options = parse_options(request.form, current_app.config["DEFAULT_MAX_SIZE"], background)
     webhook = parse_webhook(request.form)
 
     def queue() -> JobRecord:
         model_id = current_app.config["MODEL_ID"]
         record = new_record(model_id, data, info, options, current_owner(), webhook)
         try:
-            record = submit(services(), record, data, refuse_when_queue_is_full)
+            record = submit(services(), record, data, refuse_when_queue_is_full, background)
         except ApiError:
             raise
         except Exception as exc:
@@ -110,5 +112,8 @@ def process_with_effects():  # type: ignore[no-untyped-def]
     if finished.status == "canceled":  # by a DELETE while this request waited
         return jsonify(error_body("job_canceled", "the job was canceled", job=body)), 409
     error = finished.error or JobError("failed", "the job failed")
-    status = 422 if error.code == "invalid_image" else 500
+    if error.code == "storage_unavailable":  # the outage outlasted the worker's window
+        return jsonify(error_body(error.code, error.message, job=body)), 503, {"Retry-After": "30"}
+    # The upload's fault (unreadable, or a photo without a subject to crop to): 422.
+    status = 422 if error.code in UNPROCESSABLE else 500
     return jsonify(error_body(error.code, error.message, job=body)), status

@@ -13,13 +13,13 @@ import os
 import time
 from typing import Any, cast
 
-import redis
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
 
 from api.auth import current_owner
 from api.errors import ApiError, error_body
 from api.services import services
+from storage.redis_client import limiter_options
 from storage.settings import StorageSettings
 
 SUBMIT_BLUEPRINTS = ("jobs",)
@@ -62,17 +62,11 @@ def refuse_when_queue_is_full() -> None:
 def install_limits(app: Flask, storage: StorageSettings) -> Limiter:
     limiter = Limiter(
         key_func=rate_key,
-        storage_uri=storage.redis_url,
+        storage_uri=storage.redis_url,  # limits reads redis+sentinel:// URLs itself
+        storage_options=limiter_options(storage.redis_url),
         key_prefix=f"{storage.key_prefix}:ratelimit",
         strategy="fixed-window",
         headers_enabled=False,  # ours below, in the IETF draft's form
-        # Waits for a free connection past 100 rather than failing (a burst of event streams
-        # opening at once on the front door; redis-py 8 raises past its pool's cap).
-        storage_options={
-            "connection_pool": redis.BlockingConnectionPool.from_url(
-                storage.redis_url, max_connections=100, timeout=20
-            )
-        },
     )
     for name in SUBMIT_BLUEPRINTS:
         limiter.limit(app.config["RATE_LIMIT_SUBMIT"], methods=["POST"], scope="submit")(

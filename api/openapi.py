@@ -11,7 +11,14 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 
 from api.uploads import MAX_OUTPUT_SIDE
-from contract.effects import EFFECT_NAMES, OUTPUT_FORMATS
+from contract.effects import CLIENT_EFFECTS, EFFECT_NAMES, OUTPUT_FORMATS
+from contract.options import (
+    CHANNELS,
+    DEFAULT_BLUR_STRENGTH,
+    MAX_BLUR_STRENGTH,
+    MAX_CANVAS_SIDE,
+    REFINE,
+)
 from jobs.public import PUBLIC_FIELDS, WEBHOOK_FIELDS
 
 bp = Blueprint("openapi", __name__)
@@ -47,8 +54,10 @@ LIMITED = {
 }
 SUBMIT_ERRORS = {
     "400": _error(
-        "a missing or empty image, an option out of range or malformed, a bad webhook URL or "
-        "Idempotency-Key (see `error.code`)"
+        "a missing or empty image, an option out of range or malformed (`invalid_background`, "
+        "`invalid_crop`, `invalid_size`, `invalid_position`, `invalid_channels`, "
+        "`invalid_refine`, …), a bad webhook URL or Idempotency-Key (see `error.code`); an "
+        "error about the `background_image` part says so in `field`"
     ),
     "409": _error(
         "the Idempotency-Key was used for a different request, or its first request is "
@@ -75,7 +84,19 @@ SUBMIT_FIELDS: dict[str, Any] = {
         "description": f"comma list of {', '.join(EFFECT_NAMES)} (default: all four)",
     },
     "max_size": {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_SIDE, "default": 2048},
-    "format": {"type": "string", "enum": list(OUTPUT_FORMATS), "default": "webp"},
+    "format": {
+        "type": "string",
+        "enum": list(OUTPUT_FORMATS),
+        "description": "default `webp`; `png` with `client_effects` (the only format it allows)",
+    },
+    "client_effects": {
+        "type": "string",
+        "description": f"comma list of {', '.join(CLIENT_EFFECTS)}: effects the client renders "
+        "itself with the browser module (`/static/wasm/manifest.json` names it; "
+        "docs/browser-effects.md) from the `color` output, to the server's pixels. The server "
+        "skips them and always makes `color`; the format is `png` (any other is "
+        "`invalid_client_effects`)",
+    },
     "preview": {
         "type": "boolean",
         "default": False,
@@ -87,6 +108,67 @@ SUBMIT_FIELDS: dict[str, Any] = {
         "format": "uri",
         "maxLength": 2048,
         "description": "POSTed the finished job, signed per Standard Webhooks",
+    },
+    "background": {
+        "type": "string",
+        "pattern": "^(transparent|blur|image|#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?)$",
+        "default": "transparent",
+        "description": "what goes behind the subject in every effect: `transparent`, a colour "
+        "`#rrggbb` or `#rrggbbaa`, `blur` (the photo itself, blurred) or `image` (the "
+        "`background_image` part); composited in linear light (`invalid_background`)",
+    },
+    "blur_strength": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_BLUR_STRENGTH,
+        "default": DEFAULT_BLUR_STRENGTH,
+        "description": "with `background=blur`: the blur's sigma is strength/50 % of the long edge",
+    },
+    "background_image": {
+        "type": "string",
+        "format": "binary",
+        "description": "a background image (JPEG, PNG, WebP or HEIC, checked like `image`), "
+        "scaled to cover the output; cached by its hash",
+    },
+    "crop": {
+        "type": "string",
+        "enum": ["none", "subject"],
+        "default": "none",
+        "description": "`subject`: crop the outputs to the subject's box (a photo without a "
+        "subject fails with `no_subject`) (`invalid_crop`)",
+    },
+    "crop_margin": {
+        "type": "string",
+        "default": "0",
+        "description": "with `crop=subject`: one, two or four lengths (top right bottom left), "
+        "each `Npx` (at most 500) or `N%` of the subject's size (at most 50)",
+    },
+    "size": {
+        "type": "string",
+        "pattern": "^[0-9]+x[0-9]+$",
+        "description": "a fixed output size `WxH` (each side 1 to "
+        f"{MAX_CANVAS_SIDE}): the (cropped) photo is fitted inside and placed by `position` "
+        "(`invalid_size`)",
+    },
+    "position": {
+        "type": "string",
+        "default": "center",
+        "description": "with `size`: `center`, `top`, `bottom`, `left`, `right`, `X%` or "
+        "`X% Y%` of the free space left of and above the subject (`invalid_position`)",
+    },
+    "channels": {
+        "type": "string",
+        "enum": list(CHANNELS),
+        "default": "rgba",
+        "description": "`alpha`: only the mask, as a single-channel PNG (the effects are not "
+        "made) (`invalid_channels`)",
+    },
+    "refine": {
+        "type": "string",
+        "enum": list(REFINE),
+        "default": "none",
+        "description": "`edges`: the mask refined against the photo at the output size (a fast "
+        "guided filter), for hair and fur on large photos (`invalid_refine`)",
     },
 }
 IDEMPOTENCY_KEY = {
@@ -170,6 +252,11 @@ def _schemas() -> dict[str, Any]:
         "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
         "required": ["code", "message"],
     }
+    box = {
+        "type": "object",
+        "properties": {side: {"type": "integer"} for side in ("left", "top", "width", "height")},
+        "required": ["left", "top", "width", "height"],
+    }
     job = {
         "type": "object",
         "properties": {
@@ -185,6 +272,20 @@ def _schemas() -> dict[str, Any]:
                     "max_size": {"type": "integer"},
                     "format": {"enum": list(OUTPUT_FORMATS)},
                     "preview": {"type": "boolean"},
+                    **{
+                        name: {"type": "string"}
+                        for name in (
+                            "background",
+                            "blur_strength",
+                            "background_image_sha256",
+                            "crop",
+                            "crop_margin",
+                            "size",
+                            "position",
+                            "channels",
+                            "refine",
+                        )
+                    },  # fmt: skip
                 },
             },
             "model": {"type": "string"},
@@ -209,6 +310,12 @@ def _schemas() -> dict[str, Any]:
             },
             "error": {"oneOf": [{"type": "null"}, code_message]},
             "outputs": {"type": "object", "additionalProperties": output},
+            "foreground": {
+                "oneOf": [{"type": "null"}, box],
+                "description": "the subject's box in output pixels (the mask's pixels at least "
+                "5 % opaque; width and height 0 when there are none); null until the job "
+                "succeeded",
+            },
             "preview": {
                 "oneOf": [{"type": "null"}, {"type": "object", "additionalProperties": output}],
                 "description": "with `preview=true`: a small WebP of each effect the worker "
@@ -218,7 +325,7 @@ def _schemas() -> dict[str, Any]:
             "webhook": webhook,
         },
         # Every field public_job writes, whatever the job's state ("webhook" only when asked).
-        "required": [*PUBLIC_FIELDS, "outputs", "preview", "timings"],
+        "required": [*PUBLIC_FIELDS, "outputs", "foreground", "preview", "timings"],
     }
     error = {"type": "object", "properties": {"error": code_message}, "required": ["error"]}
     return {"Job": job, "Error": error}
@@ -337,6 +444,12 @@ def _paths() -> dict[str, Any]:
                     ),
                     "422": _error("the image cannot be read or decoded; `job` is the job"),
                     "500": _error("the job failed for a reason other than its image"),
+                    "503": _error(
+                        "as for a submit (`queue_full`, `queue_unavailable`), or storage stayed "
+                        "down past the worker's retry window (`storage_unavailable`; `job` is "
+                        "the job)",
+                        "Retry-After",
+                    ),
                 },
             }
         },

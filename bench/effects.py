@@ -1,6 +1,7 @@
 """The fused effects pass against each effect alone, and the cost of encoding, at 2048 px.
 
     .venv/bin/python -m bench.effects [--repeats 5] [--device cpu|cuda] [--batch 4]
+    .venv/bin/python -m bench.effects --client-effects   # table 7 only
 
 Everything is measured in one run on one photo (scikit-image's coffee, upscaled to 2048 px
 and decoded as the service decodes it) and its mask from the model, so every ratio compares
@@ -11,7 +12,9 @@ figures taken side by side. Tables:
 3. the encode thread pool's throughput with 1, 2, 4… threads (default ``webp`` format);
 4. the CPU cost of one job (effects + encoding) per format;
 5. host encoders side by side (``bench/encoders.py``): CPU ms and bytes per output;
-6. on CUDA only: effects, device dithering and device JPEG encoding per job at ``--batch``.
+6. on CUDA only: effects, device dithering and device JPEG encoding per job at ``--batch``;
+7. ``--client-effects``: server CPU per job with three effects left to the browser against all
+   four on the server, and each effect's browser render time (``bench/client_effects.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -115,6 +119,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: steady figures on a shared box)"
     )
+    parser.add_argument(
+        "--client-effects", action="store_true", help="only table 7 (browser vs server effects)"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -131,6 +138,14 @@ def main() -> None:
         f"({torch.get_num_threads()} threads), device {device}"
     )
     print(f"photo: coffee at {width}x{height}, mask from the model; medians of {args.repeats}\n")
+    if args.client_effects:
+        import tempfile
+
+        from bench import client_effects
+
+        with tempfile.TemporaryDirectory() as scratch:
+            client_effects.report(image, mask, args.repeats, Path(scratch))
+        return
 
     # 1. Fused against alone.
     alone = fused_vs_alone(image, mask, args.repeats)

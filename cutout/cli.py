@@ -7,6 +7,7 @@ summary on stderr names each one and why), 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 from collections.abc import Sequence
@@ -53,6 +54,45 @@ def _add_output_options(parser: argparse.ArgumentParser) -> None:
         help=f"long edge of the outputs in pixels (default: {DEFAULT_MAX_SIZE})",
     )
     parser.add_argument("--mask", action="store_true", help="also save the mask as PNG")
+    look = parser.add_argument_group("background, crop and size (see docs/options.md)")
+    look.add_argument(
+        "--background",
+        metavar="BG",
+        help="transparent (default), #rrggbb, #rrggbbaa, blur, or an image file to put behind",
+    )
+    look.add_argument("--blur-strength", metavar="1-100", help="with --background blur")
+    look.add_argument("--crop", action="store_true", help="crop to the subject")
+    look.add_argument("--crop-margin", metavar="M", help="with --crop: e.g. 30px, 10%%, 10px 5%%")
+    look.add_argument("--size", metavar="WxH", help="fit into a fixed output size")
+    look.add_argument("--position", metavar="P", help="with --size: center, top, X%%, X%% Y%%")
+    look.add_argument(
+        "--alpha-only", action="store_true", help="only the mask, as a single-channel PNG"
+    )
+    look.add_argument(
+        "--refine-edges", action="store_true", help="refine the mask's edges against the photo"
+    )
+
+
+def finishing_form(args: argparse.Namespace) -> tuple[dict[str, str], Path | None]:
+    """The finishing options as the API's form fields, and the background image file (when
+    ``--background`` names one); raises ``InvalidOption`` for a bad value."""
+    from contract.options import Finishing
+
+    form = {
+        "background": args.background or "",
+        "blur_strength": args.blur_strength or "",
+        "crop": "subject" if args.crop else "",
+        "crop_margin": args.crop_margin or "",
+        "size": args.size or "",
+        "position": args.position or "",
+        "refine": "edges" if args.refine_edges else "",
+    }
+    picture = None
+    value = form["background"].strip().lower()
+    if value and not value.startswith("#") and value not in ("transparent", "blur"):
+        picture = Path(form.pop("background"))
+    Finishing.from_form(form, "checked" if picture else "")  # validate here, before any work
+    return {name: value for name, value in form.items() if value}, picture
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,11 +175,22 @@ def run_process(args: argparse.Namespace) -> int:
     if not images:
         _log(f"cutout: no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in {args.input}")
         return 2
+    from contract.options import Finishing, InvalidOption
+
+    try:
+        form, picture = finishing_form(args)
+        background = picture.read_bytes() if picture else None
+    except (InvalidOption, OSError) as exc:
+        _log(f"cutout: {exc}")
+        return 2
+    sha = hashlib.sha256(background).hexdigest() if background else ""
     options = ProcessOptions(
-        effects=tuple(dict.fromkeys(args.effects or EFFECT_NAMES)),
+        effects=() if args.alpha_only else tuple(dict.fromkeys(args.effects or EFFECT_NAMES)),
         max_size=args.max_size or DEFAULT_MAX_SIZE,
         format=args.format or "webp",
-        mask=args.mask,
+        mask=args.mask or args.alpha_only,
+        finishing=Finishing.from_form(form, sha),
+        background=background,
     )
     try:
         summary = process(
@@ -158,14 +209,24 @@ def run_process(args: argparse.Namespace) -> int:
 
 
 def run_submit(args: argparse.Namespace) -> int:
+    from contract.options import InvalidOption
     from cutout.client import Client
     from cutout.remote import SubmitOptions, submit_all, wait_and_download
 
+    try:
+        form, picture = finishing_form(args)
+    except InvalidOption as exc:
+        _log(f"cutout: {exc}")
+        return 2
+    if args.alpha_only:
+        form["channels"] = "alpha"
     options = SubmitOptions(
         effects=list(dict.fromkeys(args.effects)) if args.effects else None,
         max_size=args.max_size,
         format=args.format,
-        mask=args.mask,
+        mask=args.mask or args.alpha_only,
+        form=form,
+        background=picture,
     )
     with Client(args.url, api_key=args.api_key) as client:
         queued, summary = submit_all(client, args.files, options, _echo)

@@ -80,10 +80,14 @@ class Client:
         max_size: int | None = None,
         format: str | None = None,
         idempotency_key: str | None = None,
+        extra: dict[str, str] | None = None,
+        background: tuple[str, bytes] | None = None,
     ) -> Job:
         """Queue one photo; returns the job as the API answered it (``queued``, or
-        ``succeeded`` at once when the service already had the result)."""
-        options: dict[str, Any] = {}
+        ``succeeded`` at once when the service already had the result). ``extra``: more form
+        fields (background, crop, …); ``background``: (file name, bytes) of a background
+        image (sent with the photo: no hash-first then)."""
+        options: dict[str, Any] = dict(extra or {})
         if effects:
             options["effects"] = ",".join(effects)
         if max_size is not None:
@@ -91,7 +95,7 @@ class Client:
         if format is not None:
             options["format"] = format
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        if self.hash_first:
+        if self.hash_first and background is None:
             body = {"image_sha256": hashlib.sha256(data).hexdigest(), **options}
             try:
                 return self._json("POST", "/api/v2/jobs", json=body, headers=headers)
@@ -99,9 +103,10 @@ class Client:
                 if exc.code != "image_required":
                     raise
         form = {name: str(value) for name, value in options.items()}
-        return self._json(
-            "POST", "/api/v2/jobs", files={"image": (filename, data)}, data=form, headers=headers
-        )
+        files = {"image": (filename, data)}
+        if background is not None:
+            files["background_image"] = background
+        return self._json("POST", "/api/v2/jobs", files=files, data=form, headers=headers)
 
     def job(self, job_id: str) -> Job:
         return self._json("GET", f"/api/v2/jobs/{job_id}")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from contract.options import Finishing
 from cutout.outputs import Summary, output_path, write_atomic
 
 if TYPE_CHECKING:  # torch is imported only when there is something to process
@@ -33,6 +34,8 @@ class ProcessOptions:
     max_size: int
     format: str
     mask: bool = False
+    finishing: Finishing = field(default_factory=Finishing)
+    background: bytes | None = None  # the background image, for background "image"
 
 
 def find_images(target: Path) -> list[Path]:
@@ -125,7 +128,17 @@ def _run_batch(
         except OSError as exc:
             summary.fail(source, f"cannot read it: {exc.strerror or exc}")
             continue
-        jobs.append(JobInput(str(index), data, options.effects, options.max_size, options.format))
+        jobs.append(
+            JobInput(
+                str(index),
+                data,
+                options.effects,
+                options.max_size,
+                options.format,
+                finishing=options.finishing,
+                background=options.background,
+            )
+        )
     for outcome in pipe.run(jobs):
         source, targets = chunk[int(outcome.job_id)]
         if not outcome.ok:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -24,6 +24,8 @@ class SubmitOptions:
     max_size: int | None = None
     format: str | None = None
     mask: bool = False
+    form: dict[str, str] = field(default_factory=dict)  # background, crop, size, … as sent
+    background: Path | None = None  # a background image file
 
 
 def submit_all(
@@ -32,6 +34,14 @@ def submit_all(
     """Submit each photo; returns the queued jobs and a summary holding the refusals."""
     summary = Summary()
     queued: list[tuple[Path, Job]] = []
+    background = None
+    if options.background is not None:
+        try:
+            background = (options.background.name, options.background.read_bytes())
+        except OSError as exc:
+            for source in files:
+                summary.fail(source, f"the background image: {_reason(exc)}")
+            return queued, summary
     for source in files:
         try:
             job = client.submit(
@@ -40,6 +50,8 @@ def submit_all(
                 effects=options.effects,
                 max_size=options.max_size,
                 format=options.format,
+                extra=options.form,
+                background=background,
             )
         except (OSError, ApiError, requests.RequestException) as exc:
             summary.fail(source, _reason(exc))

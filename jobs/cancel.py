@@ -13,7 +13,7 @@ from __future__ import annotations
 from jobs.record import TERMINAL, JobRecord
 from jobs.services import JobServices
 from jobs.store import ending
-from storage.keys import staging_key
+from storage.keys import background_staging_key, staging_key
 
 
 def cancel(svc: JobServices, job_id: str) -> tuple[JobRecord | None, str | None]:
@@ -31,6 +31,8 @@ def cancel(svc: JobServices, job_id: str) -> tuple[JobRecord | None, str | None]
         return None, None
     if before == "queued":
         svc.store.delete(staging_key(job_id))  # no worker will read it now
+        if record.options.finishing.background.kind == "image":
+            svc.store.delete(background_staging_key(job_id))
     if before not in TERMINAL:  # this call canceled it
         svc.dispatcher.canceled(record)
     return record, before

@@ -28,7 +28,8 @@ def remove_stale_staging(
     that belong to no job, like a crashed start-up probe); a queued job's input stays."""
     cutoff = (time.time() if now is None else now) - grace_seconds
     stale = [obj.key for obj in store.iter_objects(STAGING_PREFIX) if obj.modified < cutoff]
-    job_ids = [key.removeprefix(STAGING_PREFIX) for key in stale]
+    # "<job id>" or "<job id>.background" (its background image): the job's id either way.
+    job_ids = [key.removeprefix(STAGING_PREFIX).split(".", 1)[0] for key in stale]
     removed = 0
     for key, record in zip(stale, jobs.get_many(job_ids), strict=True):
         if record is None or record.ended:

@@ -29,7 +29,7 @@ from jobs.queue import Enqueue
 from jobs.record import JobError, JobRecord
 from jobs.store import JobStore, ending, unless_ended
 from storage.base import ObjectStore
-from storage.keys import staging_key
+from storage.keys import background_staging_key, staging_key
 from storage.result_cache import Claim, ResultCache, StoredOutput, output_names
 
 log = logging.getLogger("cutout.dispatch")
@@ -117,8 +117,13 @@ class Dispatcher:
         return record.status if record else "failed"
 
     def _after_end(self, job_id: str, record: JobRecord | None) -> None:
-        self.store.delete(staging_key(job_id))
-        if record is not None:
+        try:
+            self.store.delete(staging_key(job_id))
+            if record is None or record.options.finishing.background.kind == "image":
+                self.store.delete(background_staging_key(job_id))
+        except Exception:  # storage down: the cleanup sweeps staged inputs left behind
+            log.warning("could not drop the staged inputs of job %s", job_id, exc_info=True)
+        if record is not None:  # followers are handed over whatever the storage says
             self.settle(record)
 
     def canceled(self, record: JobRecord) -> None:

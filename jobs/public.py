@@ -61,6 +61,11 @@ def public_job(record: JobRecord, store: ObjectStore, base_url: str) -> dict[str
     data = record.to_dict()
     body = {field: data[field] for field in PUBLIC_FIELDS}
     body["outputs"] = links(record.outputs)
+    # The subject's box in output pixels, as remove.bg's X-Foreground-* headers give it.
+    box = record.foreground
+    body["foreground"] = (
+        None if box is None else dict(zip(("left", "top", "width", "height"), box, strict=True))
+    )
     # Small WebPs of the effects, stored while the job still runs when it asked for them.
     body["preview"] = links(record.preview) if record.preview else None
     body["timings"] = dict(record.timings)

@@ -3,11 +3,11 @@
 wait.
 
 Messages go out through a Celery app's ``send_task`` (the producer: the API's app, or the
-worker's own), so nothing here imports Celery. Depth and age are read from the Redis broker
-itself: kombu's Redis transport keeps each queue as Redis lists, one per priority step, the
-queue's own name for priority 0 and ``<queue><sep><step>`` for the others. Producers LPUSH and
-workers BRPOP, so the oldest message of a list sits at its tail. Messages a worker has already
-taken (its prefetch) are not counted.
+worker's own), so nothing here imports Celery. Depth and age are read from the broker itself
+(RabbitMQ: ``jobs.amqp_queues``). On Redis, kombu's Redis transport keeps each queue as Redis
+lists, one per priority step, the queue's own name for priority 0 and ``<queue><sep><step>``
+for the others. Producers LPUSH and workers BRPOP, so the oldest message of a list sits at its
+tail. Messages a worker has already taken (its prefetch) are not counted.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import redis
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 
+from jobs.amqp_queues import AmqpQueues, is_amqp
 from jobs.record import parse_iso
 from jobs.store import JobStore
 
@@ -83,10 +84,30 @@ class BrokerQueues:
         return ids
 
 
+class QueueReader(Protocol):
+    """What reads a broker's queues: ``BrokerQueues`` (Redis) or ``AmqpQueues`` (RabbitMQ)."""
+
+    def depth(self, queue: str) -> int: ...
+
+    def oldest_task_ids(self, queue: str) -> list[str]: ...
+
+
+def broker_queues(conf: Any, client: redis.Redis) -> QueueReader:
+    """The reader for the broker ``conf`` names (``CUTOUT_BROKER_URL``): RabbitMQ, a Redis of
+    its own, or by default the store's Redis, ``client`` (also when reached through Sentinel)."""
+    url = str(conf.broker_url)
+    if is_amqp(url):
+        return AmqpQueues(url)
+    own = getattr(conf, "cutout_broker_of_its_own", False)
+    if own and url.startswith(("redis://", "rediss://", "unix://")):
+        client = redis.Redis.from_url(url)
+    return BrokerQueues(client, conf.broker_transport_options)
+
+
 class JobQueue:
     def __init__(self, producer: Producer, client: redis.Redis) -> None:
         self.producer = producer
-        self.broker = BrokerQueues(client, producer.conf.broker_transport_options)
+        self.broker = broker_queues(producer.conf, client)
 
     def enqueue_segment(self, job_id: str) -> None:
         """Queue a job for a gpu worker (routed by celeryconfig). The job id doubles as the
@@ -106,7 +127,7 @@ class WaitingJobs:
     """The queues as the metrics read them: how many messages wait, and how long the oldest
     job has waited since it was submitted (the job id is the task id)."""
 
-    def __init__(self, broker: BrokerQueues, jobs: JobStore) -> None:
+    def __init__(self, broker: QueueReader, jobs: JobStore) -> None:
         self.broker = broker
         self.jobs = jobs
 

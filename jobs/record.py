@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from contract.options import Finishing
 from storage.result_cache import StoredOutput
 
 TERMINAL = frozenset({"succeeded", "failed", "canceled"})
@@ -36,10 +37,22 @@ class JobOptions:
     max_size: int
     format: str
     preview: bool = False  # small previews of the effects first; not part of the content key
+    # Background, crop, size, refinement (contract/options.py); part of the content key.
+    finishing: Finishing = field(default_factory=Finishing)
+    channels: str = "rgba"  # "alpha": the mask only (``effects`` is then empty)
 
     def as_dict(self) -> dict[str, Any]:
-        options = {"effects": list(self.effects), "max_size": self.max_size, "format": self.format}
-        return {**options, "preview": True} if self.preview else options
+        """The options as clients sent them; the defaults of the newer ones are left out."""
+        options: dict[str, Any] = {
+            "effects": list(self.effects),
+            "max_size": self.max_size,
+            "format": self.format,
+        }
+        if self.preview:
+            options["preview"] = True
+        if self.channels != "rgba":
+            options["channels"] = self.channels
+        return {**options, **self.finishing.to_form()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobOptions:
@@ -48,6 +61,8 @@ class JobOptions:
             data["max_size"],
             data["format"],
             bool(data.get("preview", False)),
+            Finishing.from_stored(data),
+            data.get("channels", "rgba"),
         )
 
 
@@ -129,6 +144,11 @@ class JobRecord:
     @property
     def ended(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def foreground(self) -> tuple[int, int, int, int] | None:
+        """The subject's box (left, top, width, height) in output pixels, once finished."""
+        return next((o.foreground for o in self.outputs.values() if o.foreground), None)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from jobs.adaptive import AdaptiveQuality
 from jobs.dispatch import Dispatcher
@@ -30,8 +31,9 @@ from jobs.work import Batch, Encoded, Outcome, Processor, Work
 from observability import metrics
 from observability.cost import BusyClock, CostMeter
 from observability.logs import log_job_stage
-from storage.keys import content_key, result_key, staging_key
+from storage.keys import background_staging_key, content_key, result_key, staging_key
 from storage.result_cache import StoredOutput, output_names
+from storage.transient import RetryWindow, StorageUnavailable
 
 log = logging.getLogger("cutout.jobs")
 
@@ -54,6 +56,7 @@ class JobRunner:
         processor: Processor,
         cost: CostMeter | None = None,
         quality: AdaptiveQuality | None = None,
+        storage_retry_for: float = 0.0,
     ) -> None:
         self.dispatcher = dispatcher
         self.jobs = dispatcher.jobs
@@ -63,6 +66,8 @@ class JobRunner:
         self.cost = cost
         self.quality = quality
         self.busy = BusyClock()
+        # Transient storage errors are waited out this long (a batch's jobs share the wait).
+        self.storage_retry_for = storage_retry_for
 
     def run(self, job_ids: Sequence[str], batch_id: str = "") -> dict[str, str]:
         """Process the jobs; returns each job's status afterwards (jobs gone are left out)."""
@@ -100,6 +105,7 @@ class JobRunner:
 
         result = self.processor.process([s.work for s in started.values()], publish)
         stored_from = time.time()
+        window = RetryWindow(self.storage_retry_for)
         for outcome in result.outcomes:
             log_job_stage(
                 "processed",
@@ -111,7 +117,7 @@ class JobRunner:
                 error_code=outcome.error_code,
             )
             metrics.record_job_stages(outcome.timings)
-            statuses[outcome.job_id] = self._finish(started[outcome.job_id], outcome)
+            statuses[outcome.job_id] = self._finish(started[outcome.job_id], outcome, window)
         spans = {**result.spans, "store": (round(stored_from, 3), round(time.time(), 3))}
         self._record_batch(result, spans, time.perf_counter() - began, batch_id)
         return len(result.outcomes)
@@ -123,9 +129,10 @@ class JobRunner:
         seconds: float,
         batch_id: str,
     ) -> None:
-        engine = self.processor.engine
+        # The engine that ran the batch: the processor's may have switched since.
+        engine = result.model_calls[0].engine if result.model_calls else self.processor.engine
         for call in result.model_calls:
-            metrics.record_model_call(engine, call.seconds, call.images)
+            metrics.record_model_call(call.engine, call.seconds, call.images)
         metrics.REDUCED_INPUT.inc(sum(1 for o in result.outcomes if self._reduced(o.model_input)))
         calls = [
             {"images": c.images, "input": c.input_size, "ms": _ms(c.seconds)}
@@ -173,8 +180,11 @@ class JobRunner:
                 return replace(r, computed=(), batch_size=None, model_input=None)
 
             return self._end(job_id, cached, ran_nothing)
+        background = None
         try:
             data = self.store.open(staging_key(job_id))
+            if options.finishing.background.kind == "image":
+                background = self.store.open(background_staging_key(job_id))
         except FileNotFoundError:
             return self.fail(job_id, "input_missing", "the staged upload is gone")
         work = Work(
@@ -185,6 +195,8 @@ class JobRunner:
             options.format,
             model_input=None if cached else reduced,  # a cached mask must match new effects
             preview=options.preview,
+            finishing=options.finishing,
+            background=background,
         )
         return Started(record, cached, work)
 
@@ -236,9 +248,12 @@ class JobRunner:
             return content_key([record.content_key, f"model_input={model_input}"])
         return record.content_key
 
-    def _save(self, key: str, out: Encoded) -> StoredOutput:
+    def _save(
+        self, key: str, out: Encoded, foreground: tuple[int, int, int, int] | None = None
+    ) -> StoredOutput:
         self.store.save(key, out.data, out.content_type, immutable=True)
-        return StoredOutput(key, out.content_type, out.width, out.height, len(out.data))
+        size = len(out.data)
+        return StoredOutput(key, out.content_type, out.width, out.height, size, foreground)
 
     def _publish_preview(
         self, started: Started, previews: Sequence[Encoded], batch_id: str
@@ -253,7 +268,7 @@ class JobRunner:
         self.jobs.update(record.id, unless_ended(lambda r: replace(r, preview=saved)))
         log_job_stage("preview", record.id, batch_id, {}, outputs=list(saved))
 
-    def _finish(self, started: Started, outcome: Outcome) -> str:
+    def _finish(self, started: Started, outcome: Outcome, window: RetryWindow) -> str:
         record, cached = started.record, started.cached
         job_id = record.id
         if not outcome.ok:
@@ -265,9 +280,15 @@ class JobRunner:
             for out in outcome.outputs:
                 if out.name in cached:
                     continue  # never overwrite what clients may already hold (the mask)
-                computed[out.name] = self._save(result_key(base, out.name, out.extension), out)
+                key = result_key(base, out.name, out.extension)
+                # The encoded outputs are kept in memory: a retry stores them, never recomputes.
+                save = partial(self._save, key, out, outcome.foreground)
+                computed[out.name] = window.call(save, f"storing {key}")
             if not self._reduced(outcome.model_input):
                 self.cache.store(record.content_key, computed)
+        except StorageUnavailable as exc:
+            log.error("storing outputs of job %s: %s", job_id, exc, extra={"job_id": job_id})
+            return self.fail(job_id, "storage_unavailable", f"could not store the outputs: {exc}")
         except Exception as exc:
             log.exception("storing outputs of job %s failed", job_id, extra={"job_id": job_id})
             return self.fail(job_id, "storage_error", f"could not store the outputs: {exc}")

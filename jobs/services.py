@@ -15,6 +15,7 @@ from jobs.known_images import KnownImages
 from jobs.queue import Enqueue, JobQueue, Producer
 from jobs.store import JobStore
 from storage import ObjectStore, StorageSettings, open_store
+from storage.redis_client import open_redis
 from storage.result_cache import ResultCache
 
 
@@ -42,12 +43,7 @@ def open_services(
 
     ``enqueue`` and ``notify`` replace the queue's own messages for a job and its webhook (the
     API's tests keep jobs off the broker with them)."""
-    # redis-py 8 caps a pool at 100 connections and raises past it; a burst of a thousand
-    # event streams opening at once (the front door's greenlets) waits for one instead.
-    pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=100, timeout=20
-    )
-    client = redis.Redis(connection_pool=pool)
+    client = open_redis(settings.redis_url)  # a plain server, or the primary via Sentinel
     queue = JobQueue(producer, client)
     end_hook = job_end_hook(notify or queue.notify_webhook)
     jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds, end_hook)

@@ -14,7 +14,7 @@ from contract.formats import ImageInfo
 from jobs.record import JobOptions, JobRecord, UploadInfo, WebhookState, ms_between, now_iso
 from jobs.services import JobServices
 from observability import metrics
-from storage.keys import content_key, staging_key
+from storage.keys import background_staging_key, content_key, staging_key
 from storage.result_cache import output_names
 
 # How the cache answered a submission that was not a full hit at lookup (see Claim).
@@ -28,10 +28,15 @@ _COUNTER = {
 def job_content_key(image_sha256: str, model_id: str, options: JobOptions) -> str:
     """Same photo + same model + same effect definitions + same options = same outputs.
 
-    The effect set is not part of it: outputs are stored and cached per effect."""
-    return content_key(
-        [image_sha256, model_id, EFFECTS_VERSION, str(options.max_size), options.format]
-    )
+    The effect set is not part of it: outputs are stored and cached per effect. The
+    finishing options (background — an uploaded one by its hash —, crop, size, refinement)
+    are, written canonically; ``RESULTS_LAYOUT`` keeps results cached before outputs carried
+    the subject's box from being served."""
+    parts = [image_sha256, model_id, EFFECTS_VERSION, str(options.max_size), options.format]
+    return content_key([*parts, RESULTS_LAYOUT, *options.finishing.key_parts()])
+
+
+RESULTS_LAYOUT = "foreground-box"
 
 
 def new_record(
@@ -107,10 +112,15 @@ def answer_from_cache(svc: JobServices, record: JobRecord) -> JobRecord | None:
     return finished
 
 
-def stage_and_dispatch(svc: JobServices, record: JobRecord, data: bytes) -> JobRecord:
-    """Stage the input, record the job and dispatch it; returns the record as it then stands
-    and counts the outcome. Raises if the queue refused the job (which is then failed)."""
+def stage_and_dispatch(
+    svc: JobServices, record: JobRecord, data: bytes, background: bytes | None = None
+) -> JobRecord:
+    """Stage the input (and the uploaded background image), record the job and dispatch it;
+    returns the record as it then stands and counts the outcome. Raises if the queue refused
+    the job (which is then failed)."""
     svc.store.save(staging_key(record.id), data, "application/octet-stream")
+    if background is not None:
+        svc.store.save(background_staging_key(record.id), background, "application/octet-stream")
     svc.jobs.create(record)
     claim, current = svc.dispatcher.dispatch(record)
     _COUNTER[claim.outcome].inc()
@@ -122,6 +132,7 @@ def submit(
     record: JobRecord,
     data: bytes,
     admit: Callable[[], None] | None = None,
+    background: bytes | None = None,
 ) -> JobRecord:
     """The job for this upload (``record``, from ``new_record``): finished at once on a full
     cache hit, else staged and dispatched. ``admit()`` runs before anything is staged for a
@@ -136,4 +147,4 @@ def submit(
         return hit
     if admit is not None:
         admit()
-    return stage_and_dispatch(svc, record, data)
+    return stage_and_dispatch(svc, record, data, background)

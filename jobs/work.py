@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from contract.options import Finishing
+
 
 @dataclass(frozen=True)
 class Work:
@@ -23,6 +25,8 @@ class Work:
     format: str
     model_input: int | None = None  # the model's input side for this job; None: the model's
     preview: bool = False
+    finishing: Finishing = Finishing()
+    background: bytes | None = None  # the uploaded background image, for background "image"
 
 
 class Encoded(Protocol):
@@ -60,6 +64,8 @@ class Outcome(Protocol):
     @property
     def model_input(self) -> int: ...  # 0: it never reached the model
     @property
+    def foreground(self) -> tuple[int, int, int, int] | None: ...  # the subject's box
+    @property
     def ok(self) -> bool: ...
 
 
@@ -70,6 +76,8 @@ class ModelCall(Protocol):
     def input_size(self) -> int: ...
     @property
     def seconds(self) -> float: ...
+    @property
+    def engine(self) -> str: ...  # the engine that ran the call
 
 
 class Batch(Protocol):

@@ -104,6 +104,7 @@ JOB_ERROR_CODES = (
     "invalid_image",
     "processing_failed",
     "storage_error",
+    "storage_unavailable",
     "input_missing",
     "internal_error",
     "enqueue_failed",

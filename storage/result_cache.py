@@ -27,26 +27,41 @@ import redis
 
 @dataclass(frozen=True)
 class StoredOutput:
-    """One output stored under a content-addressed key, as a job lists it."""
+    """One output stored under a content-addressed key, as a job lists it.
+
+    ``foreground``: the subject's box in this output's pixels, (left, top, width, height);
+    every output of a job has the same one. None in entries cached before it was recorded."""
 
     key: str
     content_type: str
     width: int
     height: int
     bytes: int
+    foreground: tuple[int, int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "key": self.key,
             "content_type": self.content_type,
             "width": self.width,
             "height": self.height,
             "bytes": self.bytes,
         }
+        if self.foreground is not None:
+            data["foreground"] = list(self.foreground)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StoredOutput:
-        return cls(data["key"], data["content_type"], data["width"], data["height"], data["bytes"])
+        box = data.get("foreground")
+        return cls(
+            data["key"],
+            data["content_type"],
+            data["width"],
+            data["height"],
+            data["bytes"],
+            None if box is None else (box[0], box[1], box[2], box[3]),
+        )
 
 
 # KEYS: cache hash, in-flight hash, in-flight index. ARGV: job id, index member, now, names...

@@ -40,6 +40,9 @@ class StorageSettings:
     # Result cache and staging.
     cache_ttl_seconds: int = 30 * 24 * 3600  # refreshed on every hit
     staging_grace_seconds: int = 600  # a staged input younger than this is never swept
+    # How long a worker waits out a transient storage outage (full disk, S3 down) before the
+    # job fails with storage_unavailable; kept well below CUTOUT_VISIBILITY_TIMEOUT.
+    storage_retry_seconds: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> StorageSettings:
@@ -88,6 +91,9 @@ class StorageSettings:
             url_lifetime_seconds=number("CUTOUT_URL_TTL", default.url_lifetime_seconds),
             cache_ttl_seconds=number("CUTOUT_CACHE_TTL", default.cache_ttl_seconds),
             staging_grace_seconds=number("CUTOUT_STAGING_GRACE", default.staging_grace_seconds),
+            storage_retry_seconds=seconds(
+                "CUTOUT_STORAGE_RETRY_FOR", default.storage_retry_seconds
+            ),
         )
 
     def problems(self) -> list[str]:
@@ -104,6 +110,8 @@ class StorageSettings:
         ):
             if value < 1:
                 found.append(f"{name} must be at least 1 second")
+        if not 0 <= self.storage_retry_seconds <= 3600:
+            found.append("CUTOUT_STORAGE_RETRY_FOR must be between 0 and 3600 seconds")
         if self.backend == "s3":
             found.extend(self._s3_problems())
         return found

@@ -16,10 +16,14 @@ from jobs.runner import JobRunner
 from observability import metrics
 from observability.cost import CostMeter
 from tasks.resources import JobResources
+from tasks.task_events import BatchEvents, failure
+from workers.memory import release_free_memory
 from workers.settings import WorkerSettings
 
 if TYPE_CHECKING:
+    from workers.engine_switch import EngineSwitch
     from workers.pipeline import Pipeline
+    from workers.predictor import Segmenter
 
 log = logging.getLogger("cutout.segment")
 
@@ -65,13 +69,42 @@ class SegmentTask(JobResources, Batches):
                 GPU_QUEUE,
             )
         processor = BatchProcessor(self.pipeline)
-        return JobRunner(self.services.dispatcher, processor, CostMeter.from_env(), quality)
+        return JobRunner(
+            self.services.dispatcher,
+            processor,
+            CostMeter.from_env(),
+            quality,
+            storage_retry_for=self.services.settings.storage_retry_seconds,
+        )
+
+    @cached_property
+    def engine_switch(self) -> EngineSwitch | None:
+        """The first run's background gate and engine switch (``CUTOUT_ENGINE=auto`` with no
+        gate report for this device yet); None when there is nothing to gate."""
+        from workers.engine_switch import EngineSwitch, needs_background_gate
+
+        if not needs_background_gate(self.worker_settings):
+            return None
+        return EngineSwitch(self.pipeline, self.worker_settings, self._engine_switched)
+
+    def _engine_switched(self, segmenter: Segmenter) -> None:
+        # Adaptive quality follows the new engine: its reduced input is the one the gate
+        # allowed for it, or none.
+        if self.runner.quality is not None:
+            self.runner.quality.reduced_input = segmenter.reduced_input
+
+    def stop_engine_switch(self) -> None:
+        switch = self.__dict__.get("engine_switch")
+        if switch is not None:
+            switch.stop()
 
 
 @shared_task(base=SegmentTask, bind=True, name=SEGMENT_TASK)
 def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
     job_ids = [request.args[0] for request in requests]
     batch_id = uuid.uuid4().hex[:12]
+    events = BatchEvents(self.app, requests)
+    events.started()
     try:
         statuses = self.runner.run(job_ids, batch_id=batch_id)
     except Exception as exc:
@@ -79,16 +112,21 @@ def segment(self: SegmentTask, requests: list[SimpleRequest]) -> None:
         for job_id in job_ids:
             self.runner.fail(job_id, "internal_error", f"the worker failed: {exc}")
         statuses = {job_id: "failed" for job_id in job_ids}
+    by_request = {r.id: statuses.get(r.args[0], "expired") for r in requests}
+    failed = [r for r in requests if by_request[r.id] == "failed"]
+    records = self.services.jobs.get_many([r.args[0] for r in failed]) if failed else []
+    failures = {
+        r.id: failure(r.args[0], record.error if record else None)
+        for r, record in zip(failed, records, strict=True)
+    }
     for request in requests:
-        status = statuses.get(request.args[0], "expired")
+        status = by_request[request.id]
         result: dict[str, Any] = {"job_id": request.args[0], "status": status}
         if status == "failed":
             self.backend.mark_as_failure(
-                request.id, JobFailed(request.args[0]), request=request, call_errbacks=False
+                request.id, failures[request.id], request=request, call_errbacks=False
             )
         else:
             self.backend.mark_as_done(request.id, result, request=request)
-
-
-class JobFailed(Exception):
-    """Recorded as the Celery result of a job that failed; the job record says why."""
+    events.ended(by_request, failures)
+    release_free_memory()  # what the batch freed goes back to the system (workers/memory.py)

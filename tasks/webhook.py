@@ -3,10 +3,12 @@ as a Celery retry with the delay that ``jobs.webhooks.delivery`` decided."""
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 
 from celery import Task, shared_task
 
+from jobs.amqp_queues import is_amqp
 from jobs.queue import WEBHOOK_TASK
 from jobs.webhooks.delivery import Verdict, WebhookSender
 from jobs.webhooks.settings import WebhookSettings
@@ -34,4 +36,13 @@ def _count_delivery(verdict: Verdict) -> None:
 def send_webhook(self: WebhookTask, job_id: str, attempt: int = 1) -> None:
     retry_in = self.sender.attempt(job_id, attempt)
     if retry_in is not None:
-        raise self.retry(args=[job_id, attempt + 1], countdown=retry_in)
+        raise self.retry(args=[job_id, attempt + 1], countdown=countdown(self, retry_in))
+
+
+def countdown(task: Task, seconds: float) -> float:
+    """The retry's countdown. RabbitMQ's native delayed delivery (quorum queues) counts whole
+    seconds and refuses a countdown under one (kombu raises ValueError, which drops the
+    retry): round up there, so a retry is never early nor lost."""
+    if is_amqp(str(task.app.conf.broker_url)):
+        return max(1, math.ceil(seconds))
+    return seconds

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
+from concurrent.futures import Future
 from typing import Any
 
 from celery import signals
@@ -20,7 +22,10 @@ from jobs.heartbeats import Beating
 from jobs.queue import GPU_QUEUE
 from observability import logs, metrics_dir
 from storage import StorageConfigError, StorageSettings, open_store
-from tasks import received  # noqa: F401  (received: `inspect cutout_received`)
+from tasks import (
+    received,  # noqa: F401  (received: `inspect cutout_received`)
+    task_events,  # noqa: F401  (each batched job's task events, for Flower)
+)
 from tasks.app import create_celery
 
 app = create_celery()
@@ -47,6 +52,15 @@ def _json_logs(loglevel: Any = None, **_: Any) -> None:
 
 
 @signals.worker_init.connect
+def _limit_malloc_arenas(sender: Any = None, **_: Any) -> None:
+    # Before any pool thread starts (workers/memory.py). 0 (the default): glibc's own, 8 per core:
+    # a cap of 2 saved ~0.1 GiB idle and cost ~30% throughput here (bench/RESULTS.md, issue 21).
+    from workers.memory import limit_malloc_arenas
+
+    limit_malloc_arenas(int(os.environ.get("CUTOUT_MALLOC_ARENAS", 0)))
+
+
+@signals.worker_init.connect
 def _check_storage(sender: Any = None, **_: Any) -> None:
     try:
         open_store(StorageSettings.from_env())
@@ -63,26 +77,52 @@ def _serve_metrics(sender: Any = None, **_: Any) -> None:
     serve_worker_metrics(ExporterSettings.from_env())
 
 
+_warming: list[Future[None]] = []  # the model's build and warm-up, on a thread of its own
+
+
 @signals.worker_init.connect
 def _warm_model(sender: Any = None, **_: Any) -> None:
+    # On a thread while Celery goes on booting (its pool, the broker connection, mingle): the
+    # cold start overlaps the two (bench/RESULTS.md, issue 21). The worker says it is ready
+    # (worker_ready, below) only once the model is warm.
     if sender is None or not _consumes_gpu(sender):
         return
+    future: Future[None] = Future()
+
+    def build() -> None:
+        try:
+            _build_and_warm()
+        except BaseException as exc:  # handed to whoever waits: worker_ready, below
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
+
+    threading.Thread(target=build, name="cutout-warm-model", daemon=True).start()
+    _warming.append(future)
+
+
+def _build_and_warm() -> None:
     from observability import metrics
     from tasks.segment import segment
-    from workers.engines import EngineUnavailable
 
-    try:
-        segmenter = segment.pipeline.segmenter  # loads the model (timed as "load")
-        _ = segment.runner  # built now, not by the first batches (they run on several threads)
-    except (EngineUnavailable, FileNotFoundError, KeyError, ValueError) as exc:
-        # Celery logs and swallows a signal handler's Exception; a worker without its model
-        # must not start (nor announce itself ready), so leave with the reason.
-        log.critical("the gpu worker cannot start: %s", exc)
-        raise SystemExit(1) from exc
-    segmenter.warm_up()  # fills segmenter.cold_start_seconds, logged once logging is set up
+    segmenter = segment.pipeline.segmenter  # loads the model (timed as "load")
+    _ = segment.runner  # built now, not by the first batches (they run on several threads)
+    segmenter.warm_up()  # fills segmenter.cold_start_seconds
     for phase, seconds in segmenter.cold_start_seconds.items():
         if phase != "total":  # "total" is process start → ready, recorded by _record_ready
             metrics.record_cold_start(phase, seconds)
+
+
+def _wait_for_model() -> None:
+    while _warming:
+        try:
+            _warming[0].result()
+        except Exception as exc:
+            # Celery logs and swallows a signal handler's Exception; a worker without its
+            # model must not start (nor announce itself ready), so leave with the reason.
+            log.critical("the gpu worker cannot start: %s", exc, exc_info=exc)
+            raise SystemExit(1) from exc
+        _warming.pop()
 
 
 @signals.worker_ready.connect
@@ -92,6 +132,7 @@ def _log_cold_start(sender: Any = None, **_: Any) -> None:
         return
     from tasks.segment import segment
 
+    _wait_for_model()  # before the consumer's loop runs: no batch starts before it
     segmenter = segment.pipeline.segmenter  # its cold_start_seconds stay for exporters
     cold = {k: round(v, 3) for k, v in segmenter.cold_start_seconds.items()}
     log.info(
@@ -123,9 +164,30 @@ def _record_ready() -> None:
     log.info("ready for jobs %.2fs after the process started", total, extra={"stage": "ready"})
 
 
+@signals.worker_ready.connect
+def _start_engine_switch(sender: Any = None, **_: Any) -> None:
+    # Connected after the heartbeat: the worker is ready (and says so) before the gate starts,
+    # so the first jobs never wait for it.
+    worker = sender.controller if sender is not None else None
+    if worker is None or not _consumes_gpu(worker):
+        return
+    from tasks.segment import segment
+
+    switch = segment.engine_switch
+    if switch is not None:
+        switch.start()
+
+
 @signals.worker_shutdown.connect
 def _stop_heartbeat(sender: Any = None, **_: Any) -> None:
     # Withdrawn at once, so /readyz stops counting this worker now rather than when its last
     # beat goes stale.
     while _beating:
         _beating.pop().stop()
+
+
+@signals.worker_shutdown.connect
+def _stop_engine_switch(sender: Any = None, **_: Any) -> None:
+    from tasks.segment import segment
+
+    segment.stop_engine_switch()  # a background gate still running ends with its worker

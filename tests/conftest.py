@@ -26,6 +26,7 @@ from PIL import Image
 
 from devtools.redis_server import free_port, start
 from storage import ObjectStore, StorageSettings, open_store
+from storage.redis_client import open_redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PHOTO_NAMES = ("astronaut", "chelsea", "coffee")
@@ -184,6 +185,9 @@ def stack_env(redis_url: str, files_dir: Path, **extra: str) -> dict[str, str]:
         "CUTOUT_KEY_PREFIX": "cutout",
         "PYTHONUNBUFFERED": "1",
         "CUTOUT_AUTH": "off",
+        # No first-run background gate: a test's worker must not calibrate and gate engines
+        # into the shared model dir (tests/test_engine_switch.py turns it on, with a stand-in).
+        "CUTOUT_BACKGROUND_GATE": "off",
         # A worker's own metrics port: a free one, so parallel test runs never collide.
         "CUTOUT_METRICS_PORT": str(free_port()),
         **extra,
@@ -214,7 +218,7 @@ def start_api(env: dict[str, str], logs: Path, port: int) -> subprocess.Popen[by
 def wait_for_gpu_worker(redis_url: str, timeout: float = 120) -> None:
     from jobs.heartbeats import Heartbeats
 
-    beats = Heartbeats(redis.Redis.from_url(redis_url))
+    beats = Heartbeats(open_redis(redis_url))  # a plain server or a Sentinel URL
     wait_until(lambda: beats.alive("gpu"), timeout, "a warmed gpu worker")
 
 
@@ -225,7 +229,7 @@ def run_stack(
     """gunicorn serving the API and a Celery worker on the gpu queue (and, with
     ``housekeeping``, an io worker and beat), all real processes, with ``extra_env`` on top
     of the usual environment."""
-    redis.Redis.from_url(redis_url).flushdb()
+    open_redis(redis_url).flushdb()
     files, logs = base / "files", base / "logs"
     logs.mkdir()
     defaults = {"CUTOUT_FLUSH_INTERVAL": "0.3", "CUTOUT_COST_PER_HOUR": "2.5"}

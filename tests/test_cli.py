@@ -92,6 +92,28 @@ def test_process_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "unknown effects ['sepia']" in capsys.readouterr().err
 
 
+def test_process_puts_the_cutout_on_a_background_cropped_to_a_fixed_size(
+    tmp_path: Path,
+    photos: dict[str, bytes],
+    weights: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("CUTOUT_MODEL_DIR", str(weights.parent))
+    photo, out = tmp_path / "cat.jpg", tmp_path / "out"
+    photo.write_bytes(photos["chelsea"])
+    args = ["process", str(photo), "--out", str(out), "--effects", "color", "--format", "png"]
+    args += ["--max-size", "128", "--background", "#ffffff", "--crop", "--crop-margin", "5%"]
+    assert main([*args, "--size", "0x5"]) == 2
+    assert "each side of size must be 1 to" in capsys.readouterr().err
+    assert main([*args, "--size", "120x90", "--mask"]) == 0
+    with Image.open(out / "cat.color.png") as img, Image.open(out / "cat.mask.png") as mask:
+        assert img.mode == "RGB" and img.size == (120, 90), "opaque: no alpha channel"
+        assert (np.asarray(img)[np.asarray(mask) == 0] >= 254).all(), "white around the cat"
+    assert main(["process", str(photo), "--out", str(tmp_path / "a"), "--alpha-only"]) == 0
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["cat.mask.png"]
+
+
 def test_process_refuses_two_photos_that_share_a_name(
     tmp_path: Path, photos: dict[str, bytes], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -169,6 +191,7 @@ def test_submit_without_wait_prints_each_job(
     photo.write_bytes(photos["coffee"])
     monkeypatch.setenv("CUTOUT_API_KEY", KEY)
     args = ["submit", str(photo), "--url", stack.api_url, "--effects", "color", "--max-size", "64"]
+    args += ["--background", "#00ff00", "--crop", "--crop-margin", "4px"]
     assert main(args) == 0
     captured = capsys.readouterr()
     assert "1 photo: 1 submitted, 0 failed" in captured.err
@@ -177,6 +200,11 @@ def test_submit_without_wait_prints_each_job(
     assert job_url.startswith(f"{stack.api_url}/api/v2/jobs/")
     job = Client(stack.api_url).wait(job_url.rsplit("/", 1)[1], timeout=180)
     assert job["status"] == "succeeded" and set(job["outputs"]) == {"color", "mask"}
+    assert job["options"]["background"] == "#00ff00ff" and job["options"]["crop"] == "subject"
+    box = job["foreground"]
+    assert (box["left"], box["top"]) == (4, 4) and job["outputs"]["mask"]["width"] == box[
+        "width"
+    ] + 8
 
 
 @pytest.mark.slow

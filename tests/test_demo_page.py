@@ -8,6 +8,7 @@ stream. A missing browser fails them.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 from flask.testing import FlaskClient
+from PIL import Image
 
 from api import create_app
 from api.api_keys import hash_key, new_key
@@ -40,6 +42,7 @@ CHROMIUM_FLAGS = [
 JOB_TIMEOUT_MS = 180_000
 KEY = new_key()
 STACK_ENV = {"CUTOUT_AUTH": "on", "CUTOUT_API_KEYS": f"demo:{hash_key(KEY)}"}
+BROWSER_EFFECTS = "Render black & white, pop art and dithering in this browser"
 
 
 @pytest.fixture
@@ -96,7 +99,8 @@ def page(browser: Any, stack: Stack) -> Iterator[Any]:
     allowed = urlsplit(stack.api_url).netloc
 
     def check_request(request: Any) -> None:
-        if urlsplit(request.url).netloc != allowed:
+        url = urlsplit(request.url)
+        if url.scheme != "blob" and url.netloc != allowed:  # blob: the page's own images
             problems.append(f"request outside the service: {request.url}")
 
     page.on("request", check_request)
@@ -140,6 +144,10 @@ def test_a_photo_becomes_four_effects_in_the_browser(
 
     photo = tmp_path / "astronaut.jpg"
     photo.write_bytes(photos["astronaut"])
+    # The server renders all four when the browser effects are off (the visible toggle).
+    toggle = page.get_by_label(BROWSER_EFFECTS)
+    expect(toggle).to_be_enabled()
+    toggle.uncheck()
     page.get_by_label("Choose a photo").set_input_files(photo)
     with page.expect_response(_uploaded) as posted:
         _give_key(page)  # the hash-first POST was refused (401); with the key: 428, then this
@@ -183,6 +191,68 @@ def test_a_photo_becomes_four_effects_in_the_browser(
     assert again.value.status == 200 and again.value.json()["cache"] == "hit"
     expect(page.get_by_role("status")).to_contain_text("Done", timeout=30_000)
     assert sum(1 for method, _ in page.requested if method == "POST") == 4, "no second upload"
+
+
+@pytest.mark.slow
+def test_by_default_the_browser_renders_three_effects_from_the_cutout(
+    page: Any, stack: Stack, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.get_by_label(BROWSER_EFFECTS)).to_be_checked()
+    expect(page.get_by_label(BROWSER_EFFECTS)).to_be_enabled()  # WebAssembly runs here
+    photo = tmp_path / "coffee.jpg"
+    photo.write_bytes(photos["coffee"])
+    page.get_by_label("Choose a photo").set_input_files(photo)
+    with page.expect_response(_uploaded) as posted:
+        _give_key(page)
+    expect(page.get_by_role("status")).to_contain_text("Done in", timeout=JOB_TIMEOUT_MS)
+    job = Client(stack.api_url, api_key=KEY).job(posted.value.json()["id"])
+    assert job["options"]["effects"] == ["color"] and job["options"]["format"] == "png"
+    assert set(job["outputs"]) == {"color", "mask"}
+    cutout = job["outputs"]["color"]
+    assert cutout["content_type"] == "image/png"
+
+    names = ["color", "enhancedblackwhite", "popart", "dithering"]
+    cards = page.locator("#effects li")
+    expect(cards).to_have_count(4)
+    assert [cards.nth(i).get_attribute("data-effect") for i in range(4)] == names
+    assert _all_images_loaded(page) == [cutout["width"]] * 4
+    timings = page.locator("#timings tbody")
+    for name in names[1:]:
+        card = page.locator(f'#effects li[data-effect="{name}"]')
+        expect(card).to_contain_text(re.compile(r"rendered in this browser in \d"))
+        link = card.get_by_role("link")
+        assert link.get_attribute("download") == f"coffee.{name}.png"
+        # The download is the browser-made PNG, the size of the cutout.
+        png = bytes(page.evaluate(DOWNLOAD_BYTES, link.get_attribute("href")))
+        with Image.open(io.BytesIO(png)) as made:
+            assert made.format == "PNG" and made.size == (cutout["width"], cutout["height"])
+            assert made.mode == "RGBA"
+    expect(timings).to_contain_text("Dithering (rendered in this browser)")
+
+
+DOWNLOAD_BYTES = "async (url) => [...new Uint8Array(await (await fetch(url)).arrayBuffer())]"
+
+
+@pytest.mark.slow
+def test_the_background_picker_and_the_crop_toggle_reach_the_job(
+    page: Any, stack: Stack, photos: dict[str, bytes], tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    photo = tmp_path / "coffee.jpg"
+    photo.write_bytes(photos["coffee"])
+    expect(page.get_by_label("Colour", exact=True)).to_be_hidden()
+    page.get_by_label("Background").select_option("colour")
+    page.get_by_label("Colour", exact=True).fill("#ff8800")
+    page.get_by_label("Crop to the subject").check()
+    page.get_by_label("Choose a photo").set_input_files(photo)
+    with page.expect_response(_uploaded) as posted:
+        _give_key(page)
+    options = posted.value.json()["options"]
+    assert options["background"] == "#ff8800ff" and options["crop"] == "subject"
+    assert options["crop_margin"] == "5% 5% 5% 5%"
 
 
 @pytest.mark.slow

@@ -274,3 +274,40 @@ def test_nvml_reads_this_gpu() -> None:
     assert any(r.name == name for r in readings), (name, readings)
     assert all(0 < r.memory_used_bytes <= r.memory_total_bytes for r in readings)
     assert all(0.0 <= r.utilization_ratio <= 1.0 for r in readings)
+
+
+def test_finishing_on_the_gpu_matches_the_cpu() -> None:
+    """Background, crop, size, blur and refine=edges: the same outputs from a CUDA pipeline as
+    from a CPU one (a stand-in engine, so only the finishing differs by device)."""
+    from contract.options import Finishing
+    from tests.test_pipeline_stages import CONFIG, StandInEngine, photo
+    from workers.pipeline import JobInput, Pipeline
+    from workers.predictor import Segmenter
+
+    class OnCuda(StandInEngine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.device = torch.device("cuda")
+
+    forms = [
+        {"background": "#ffffff", "crop": "subject", "crop_margin": "10%", "size": "200x120"},
+        {"background": "blur", "refine": "edges"},
+        {"crop": "subject", "crop_margin": "4px 6%"},
+    ]
+    jobs = [
+        JobInput(str(i), photo(), ("color",), 96, "png",
+                 finishing=Finishing.from_form(form))
+        for i, form in enumerate(forms)
+    ]  # fmt: skip
+    with ThreadPoolExecutor(2) as pool:
+        cpu = Pipeline(Segmenter(StandInEngine(), CONFIG), pool).run(jobs)
+        gpu = Pipeline(Segmenter(OnCuda(), CONFIG), pool).run(jobs)
+    for a, b in zip(cpu, gpu, strict=True):
+        assert a.ok and b.ok, (a.error_message, b.error_message)
+        assert a.foreground and b.foreground
+        assert max(abs(p - q) for p, q in zip(a.foreground, b.foreground, strict=True)) <= 1
+        for x, y in zip(a.outputs, b.outputs, strict=True):
+            left = np.asarray(Image.open(io.BytesIO(x.data))).astype(int)
+            right = np.asarray(Image.open(io.BytesIO(y.data))).astype(int)
+            assert left.shape == right.shape, x.name
+            assert np.abs(left - right).mean() < 1 and np.abs(left - right).max() <= 16, x.name

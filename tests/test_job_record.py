@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from contract.options import Finishing
 from jobs.public import PUBLIC_FIELDS, public_job
 from jobs.record import (
     JobError,
@@ -21,14 +22,31 @@ from storage.result_cache import StoredOutput
 
 
 def every_field() -> JobRecord:
-    mask = StoredOutput("results/k/mask.png", "image/png", 640, 480, 900)
-    color = StoredOutput("results/k/color.webp", "image/webp", 640, 480, 2048)
+    box = (12, 30, 400, 420)
+    mask = StoredOutput("results/k/mask.png", "image/png", 640, 480, 900, box)
+    color = StoredOutput("results/k/color.webp", "image/webp", 640, 480, 2048, box)
     attempt = WebhookAttempt(1, "2026-11-27T10:00:01.000Z", 503, "busy", 12.5)
     return JobRecord(
         id="j1",
         status="succeeded",
         created_at="2026-11-27T10:00:00.000Z",
-        options=JobOptions(("color",), 640, "webp", preview=True),
+        options=JobOptions(
+            ("color",),
+            640,
+            "webp",
+            preview=True,
+            finishing=Finishing.from_form(
+                {
+                    "background": "blur",
+                    "blur_strength": "12",
+                    "crop": "subject",
+                    "crop_margin": "4px 10%",
+                    "size": "300x200",
+                    "position": "0% 100%",
+                    "refine": "edges",
+                }  # fmt: skip
+            ),
+        ),
         content_key="k",
         started_at="2026-11-27T10:00:00.100Z",
         completed_at="2026-11-27T10:00:00.900Z",
@@ -89,6 +107,7 @@ def test_a_record_written_before_the_typed_record_reads() -> None:
 
 def test_the_public_job_lists_the_documented_fields_in_order(tmp_path: Path) -> None:
     body = public_job(every_field(), LocalStore(tmp_path), "http://api.test")
-    assert list(body) == [*PUBLIC_FIELDS, "outputs", "preview", "timings", "webhook"]
+    assert list(body) == [*PUBLIC_FIELDS, "outputs", "foreground", "preview", "timings", "webhook"]
+    assert body["foreground"] == {"left": 12, "top": 30, "width": 400, "height": 420}
     assert body["outputs"]["color"]["url"] == "http://api.test/files/results/k/color.webp"
     assert "claim" not in body["webhook"] and "first_attempt_at" not in body["webhook"]

@@ -150,7 +150,7 @@ def test_every_answer_of_the_job_endpoints_is_documented(
 
     # The seam ends jobs behind the result cache's back, so each app below sends a photo of its
     # own: the same one would attach to the job still in flight from the app before.
-    photos = (_jpeg((64 + i, 48)) for i in range(1, 5))
+    photos = (_jpeg((64 + i, 48)) for i in range(1, 6))
     done = make_app(ENQUEUE=_finish(jobs, "succeeded")).test_client()
     finished = _post(done, "/api/v2/process-with-effects", next(photos), timeout="5")
     assert finished.status_code == 200 and finished.get_json()["outputs"]["color"]["width"] == 64
@@ -162,6 +162,7 @@ def test_every_answer_of_the_job_endpoints_is_documented(
     for status, code, expected in (
         ("failed", "invalid_image", 422),
         ("failed", "storage_error", 500),
+        ("failed", "storage_unavailable", 503),
     ):
         failing = make_app(ENQUEUE=_finish(jobs, status, code)).test_client()
         assert _post(failing, "/api/v2/process-with-effects", next(photos)).status_code == expected

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -168,27 +170,66 @@ def test_ready_when_a_warm_gpu_worker_is_up(stack: Stack) -> None:
     assert response.json()["checks"]["gpu_workers"] >= 1
 
 
-def test_flower_lists_the_worker_behind_basic_auth(stack: Stack, tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class Flower:
+    url: str
+    auth: tuple[str, str]
+
+
+@pytest.fixture(scope="module")
+def flower(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flower]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     args = [sys.executable, "-m", "tasks.flower", "--address=127.0.0.1", f"--port={port}"]
     env = {**stack.env, "FLOWER_BASIC_AUTH": "ops:s3cret"}
-    flower = _spawn(args, env, tmp_path / "flower.log")
+    proc = _spawn(args, env, tmp_path_factory.mktemp("flower") / "flower.log")
     try:
         wait_until(lambda: _status(f"{url}/healthcheck") == 200, 60, "Flower to start")
-        assert _status(f"{url}/") == 401
-        assert _status(f"{url}/api/workers") == 401
-        assert _status(f"{url}/api/workers", auth=("ops", "wrong")) == 401
-
-        def listed() -> bool:
-            response = requests.get(
-                f"{url}/api/workers?refresh=1", auth=("ops", "s3cret"), timeout=10
-            )
-            return response.ok and any(name.startswith("gpu@") for name in response.json())
-
-        wait_until(listed, 60, "Flower to list the gpu worker", interval=1)
+        yield Flower(url, ("ops", "s3cret"))
     finally:
-        _stop(flower)
+        _stop(proc)
+
+
+def test_flower_lists_the_worker_behind_basic_auth(flower: Flower) -> None:
+    url = flower.url
+    assert _status(f"{url}/") == 401
+    assert _status(f"{url}/api/workers") == 401
+    assert _status(f"{url}/api/workers", auth=("ops", "wrong")) == 401
+
+    def listed() -> bool:
+        response = requests.get(f"{url}/api/workers?refresh=1", auth=flower.auth, timeout=10)
+        return response.ok and any(name.startswith("gpu@") for name in response.json())
+
+    wait_until(listed, 60, "Flower to list the gpu worker", interval=1)
+
+
+def test_flower_shows_each_job_as_it_ended(
+    stack: Stack, flower: Flower, photos: dict[str, bytes]
+) -> None:
+    # Flower only knows what happened while it listened: wait until it sees the worker. A size
+    # no other test asks for, so the result cache cannot answer the job without a task.
+    test_flower_lists_the_worker_behind_basic_auth(flower)
+    payloads = [photos["coffee"], corrupt_png()]
+    with ThreadPoolExecutor(2) as pool:
+        responses = list(
+            pool.map(lambda d: submit(stack, d, effects="color", max_size="136"), payloads)
+        )
+    jobs = [poll(stack, r.headers["Location"]) for r in responses]
+    assert [j["status"] for j in jobs] == ["succeeded", "failed"]
+
+    def task(job_id: str, state: str) -> dict[str, Any] | None:
+        response = requests.get(
+            f"{flower.url}/api/task/info/{job_id}", auth=flower.auth, timeout=10
+        )
+        info = response.json() if response.ok else {}
+        return info if info.get("state") == state else None
+
+    done = wait_until(lambda: task(jobs[0]["id"], "SUCCESS"), 30, "Flower's SUCCESS")
+    assert done["name"] == "cutout.segment" and done["worker"].startswith("gpu@")
+    assert done["received"] and done["started"] and done["runtime"] > 0
+    failed = wait_until(lambda: task(jobs[1]["id"], "FAILURE"), 30, "Flower's FAILURE")
+    assert "invalid_image" in failed["exception"]
+    assert failed["received"] <= failed["started"] <= failed["failed"]
 
 
 def _status(url: str, auth: tuple[str, str] | None = None) -> int | None:
@@ -291,3 +332,115 @@ def check_stage_logs(stack: Stack, job: dict[str, Any]) -> None:
     assert stages["processed"]["timings"]["inference_ms"] > 0
     assert stages["succeeded"]["timings"]["total_ms"] == job["timings"]["total_ms"]
     assert any(e.get("stage") == "batch" and e["batch_id"] == batch_id for e in lines)
+
+
+def foreground_extent(mask: np.ndarray) -> dict[str, int]:
+    """The box of the mask's pixels at least 5 % opaque, as the job reports it."""
+    rows, cols = np.flatnonzero((mask >= 13).any(1)), np.flatnonzero((mask >= 13).any(0))
+    if rows.size == 0:
+        return {"left": 0, "top": 0, "width": 0, "height": 0}
+    width, height = int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+    return {"left": int(cols[0]), "top": int(rows[0]), "width": width, "height": height}
+
+
+def test_backgrounds_crops_and_alpha_only_end_to_end(
+    stack: Stack, photos: dict[str, bytes]
+) -> None:
+    """One batch: a white, cropped, fixed-size product shot; a blurred-background portrait;
+    an uploaded background; a crop with a margin; alpha only. Each reports the subject's box,
+    which is the extent of the mask it serves."""
+    picture = io.BytesIO()
+    Image.new("RGB", (64, 48), (0, 0, 255)).save(picture, "PNG")
+    small = {"effects": "color", "max_size": "192"}
+    requests_ = {
+        "product": ({**small, "format": "png", "background": "#ffffff", "crop": "subject",
+                     "crop_margin": "10%", "size": "200x160", "position": "center"}, None),
+        "portrait": ({**small, "background": "blur", "blur_strength": "60"}, None),
+        "uploaded": ({**small, "format": "png"}, picture.getvalue()),
+        "margin": ({**small, "crop": "subject", "crop_margin": "6px"}, None),
+        "alpha": ({**small, "channels": "alpha"}, None),
+    }  # fmt: skip
+
+    def send(item: tuple[str, tuple[dict[str, str], bytes | None]]) -> requests.Response:
+        form, background = item[1]
+        files = {"image": ("photo.jpg", photos["astronaut"])}
+        if background is not None:
+            files["background_image"] = ("bg.png", background)
+        return requests.post(f"{stack.api_url}/api/v2/jobs", files=files, data=form, timeout=30)
+
+    with ThreadPoolExecutor(len(requests_)) as pool:  # at once: one batch on the worker
+        responses = dict(zip(requests_, pool.map(send, requests_.items()), strict=True))
+    jobs = {name: poll(stack, r.headers["Location"]) for name, r in responses.items()}
+    for name, job in jobs.items():
+        assert job["status"] == "succeeded", (name, job["error"], stack.log_tail("gpu"))
+        mask = np.asarray(fetch_image(job["outputs"]["mask"]["url"]))
+        assert job["foreground"] == foreground_extent(mask), name
+        assert job["foreground"]["width"] > 0, name
+
+    product = fetch_image(jobs["product"]["outputs"]["color"]["url"])
+    assert product.format == "PNG" and product.mode == "RGB" and product.size == (200, 160)
+    pixels = np.asarray(product).astype(int)
+    mask = np.asarray(fetch_image(jobs["product"]["outputs"]["mask"]["url"]))
+    assert (pixels[mask == 0] >= 254).all(), "white wherever the subject is not"
+    box = jobs["product"]["foreground"]  # the crop (the box and 10 % each side) fills a side
+    assert abs(box["width"] * 1.2 - 200) <= 4 or abs(box["height"] * 1.2 - 160) <= 4, box
+
+    portrait = fetch_image(jobs["portrait"]["outputs"]["color"]["url"])
+    assert portrait.format == "WEBP" and portrait.mode == "RGB", "opaque: no alpha channel"
+    assert np.asarray(portrait).std() > 10
+
+    uploaded = np.asarray(fetch_image(jobs["uploaded"]["outputs"]["color"]["url"])).astype(int)
+    clear = np.asarray(fetch_image(jobs["uploaded"]["outputs"]["mask"]["url"])) == 0
+    assert np.abs(uploaded[clear] - (0, 0, 255)).max() <= 1, "blue wherever the subject is not"
+
+    margin = jobs["margin"]
+    assert margin["foreground"]["left"] == 6 and margin["foreground"]["top"] == 6
+    assert margin["outputs"]["mask"]["width"] == margin["foreground"]["width"] + 12
+
+    alpha = jobs["alpha"]
+    assert list(alpha["outputs"]) == ["mask"]
+    assert fetch_image(alpha["outputs"]["mask"]["url"]).mode == "L"
+
+
+def _raw_request(url: str, head: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send ``head`` as it is (requests would refuse some of these) and read the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(head)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    head_text, _, body = rest.partition(b"\r\n\r\n")
+    headers = dict(line.split(": ", 1) for line in head_text.decode("latin-1").split("\r\n"))
+    return int(status_line.split()[1]), headers, body
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "code"),
+    [
+        (b"GET /healthz?q=" + b"x" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414, "uri_too_long"),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n",
+            431,
+            "request_header_fields_too_large",
+        ),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: a\r\n"
+            + b"".join(b"X-H%d: 1\r\n" % i for i in range(120))
+            + b"\r\n",
+            431,
+            "request_header_fields_too_large",
+        ),
+        (b"GET /healthz HTTP/9.9\r\nHost: a\r\n\r\n", 400, "bad_request"),
+    ],
+    ids=["uri-too-long", "header-too-large", "too-many-headers", "bad-version"],
+)
+def test_what_gunicorn_refuses_is_answered_in_json(
+    stack: Stack, head: bytes, status: int, code: str
+) -> None:
+    got, headers, body = _raw_request(stack.api_url, head)
+    assert got == status
+    assert headers["Content-Type"] == "application/json"
+    error = json.loads(body)["error"]
+    assert error["code"] == code and error["message"]

@@ -65,7 +65,7 @@ def jobs(redis_client: redis.Redis) -> JobStore:
 
 def finished_job(jobs: JobStore, url: str, status: str = "succeeded") -> str:
     job_id = os.urandom(8).hex()
-    color = StoredOutput("results/ab/color.png", "image/png", 64, 48, 100)
+    color = StoredOutput("results/ab/color.png", "image/png", 64, 48, 100, (3, 4, 50, 40))
     jobs.create(
         job_record(
             job_id,
@@ -96,6 +96,7 @@ def test_a_delivered_webhook_verifies_with_either_secret(
     assert event["type"] == "job.succeeded"
     assert event["data"]["id"] == job_id and "webhook" not in event["data"]
     assert event["data"]["outputs"]["color"]["url"] == "http://api.test/files/results/ab/color.png"
+    assert event["data"]["foreground"] == {"left": 3, "top": 4, "width": 50, "height": 40}
     assert got.headers["webhook-id"] == f"msg_{job_id}"
     with pytest.raises(WebhookVerificationError, match="No matching signature"):
         Webhook(make_secret()).verify(got.body, got.headers)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple, Protocol
 
+from contract.options import Finishing
 from workers.pipeline import BatchResult, JobInput, OnPreview, Pipeline
 from workers.predictor import load_segmenter
 from workers.settings import WorkerSettings
@@ -43,6 +44,10 @@ class JobSpec(Protocol):
     def model_input(self) -> int | None: ...
     @property
     def preview(self) -> bool: ...
+    @property
+    def finishing(self) -> Finishing: ...
+    @property
+    def background(self) -> bytes | None: ...
 
 
 class BatchProcessor:
@@ -69,6 +74,8 @@ class BatchProcessor:
                 w.format,
                 model_input=w.model_input,
                 preview=w.preview,
+                finishing=w.finishing,
+                background=w.background,
             )
             for w in work
         ]

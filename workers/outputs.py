@@ -59,6 +59,43 @@ def encode_effect(
     return encode_image(colour * (alpha > 0)[..., None], alpha, codec, icc_profile, palette)
 
 
+# Effect kind → requested format → codec, for an effect composited on a background: its
+# soft edges now mix in the background's colours, so a poster or 1-bit ink no longer fits a
+# palette or one bit, and a grey effect turns colour. Lossless stays lossless.
+_COMPOSITED_CODECS = {
+    "tone": {"webp": "webp", "png": "png", "jpg+mask": "jpeg"},
+    "palette": {"webp": "webp-lossless", "png": "png", "jpg+mask": "png"},
+    "bilevel": {"webp": "webp-lossless", "png": "png", "jpg+mask": "png"},
+}
+
+
+def finished_codec(effect: Effect, fmt: str, composited: bool) -> str:
+    """The codec of an effect's output, put on a background (``composited``) or not."""
+    if not composited:
+        return codec_for(effect, fmt)
+    return _COMPOSITED_CODECS[effect.kind][fmt]
+
+
+def encode_finished(
+    name: str,
+    colour: np.ndarray,
+    alpha: np.ndarray,
+    fmt: str,
+    icc_profile: bytes | None,
+    composited: bool,
+) -> bytes:
+    """One effect's file from its own canvas. Composited on a background, an opaque result
+    (every alpha 255) is written without an alpha channel: the same pixels, a smaller file.
+    JPEG is used only where ``jpg+mask`` asks for it, never in place of a ``png``/``webp``
+    request (which may be asked for because it is lossless or to keep the alpha)."""
+    if not composited:
+        return encode_effect(name, colour, alpha, fmt, icc_profile)
+    opaque = bool(alpha.min() == 255)
+    keep_alpha = carries_alpha(fmt) and not opaque
+    codec = finished_codec(EFFECTS[name], fmt, True)
+    return encode_image(colour, alpha if keep_alpha else None, codec, icc_profile)
+
+
 DeviceJpegEncoder = Callable[[Sequence[torch.Tensor], int], list[bytes]]
 
 

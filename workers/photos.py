@@ -30,6 +30,18 @@ CALIBRATION_PHOTOS = (
     "page",
     "colorwheel",
 )
+# More photos that load offline, none of them the gate's, for calibration variants
+# (bench/int8_variants.py): textures, text, a logo, a silhouette, a cell, a pattern.
+EXTRA_CALIBRATION_PHOTOS = (
+    "brick",
+    "gravel",
+    "cell",
+    "text",
+    "logo",
+    "horse",
+    "checkerboard",
+    "microaneurysms",
+)
 
 
 def load_photo(name: str) -> np.ndarray:
@@ -42,6 +54,8 @@ def load_photo(name: str) -> np.ndarray:
     else:
         image = getattr(data, name)()
     image = np.asarray(image)
+    if image.dtype == bool:  # a silhouette (horse)
+        image = image.astype(np.uint8) * 255
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.ascontiguousarray(image[..., :3].astype(np.uint8))

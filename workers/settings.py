@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,12 @@ class WorkerSettings:
     # Batch shapes engines prepare (CUDA graphs, compiled packages); empty: powers of two up
     # to max_batch. Fewer shapes compile faster; a batch pads up to the next one, or splits.
     engine_shapes: tuple[int, ...] = ()
+    # With CUTOUT_ENGINE=auto and no gate report for this device, run the quality gate once in
+    # the background and switch to the fastest engine it passes (workers/engine_switch.py).
+    background_gate: bool = True
+    # The command that gate runs as (default: `python -m workers.engines.first_gate`); tests
+    # put a cheap stand-in here. It must file its verdicts in the model dir's report.
+    background_gate_command: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_CHOICES:
@@ -67,6 +74,10 @@ class WorkerSettings:
             engine_shapes=tuple(
                 int(n) for n in env.get("CUTOUT_ENGINE_SHAPES", "").replace(",", " ").split()
             ),
+            background_gate=_on_off("CUTOUT_BACKGROUND_GATE", env.get("CUTOUT_BACKGROUND_GATE")),
+            background_gate_command=tuple(
+                shlex.split(env.get("CUTOUT_BACKGROUND_GATE_COMMAND", ""))
+            ),
         )
 
     def checkpoint_path(self) -> Path:
@@ -96,3 +107,12 @@ class WorkerSettings:
             return tuple(sorted(set(self.engine_shapes)))
         sizes = {1 << i for i in range(self.max_batch.bit_length()) if 1 << i < self.max_batch}
         return tuple(sorted(sizes | {self.max_batch}))
+
+
+def _on_off(name: str, value: str | None, default: bool = True) -> bool:
+    if value is None or not value.strip():
+        return default
+    word = value.strip().lower()
+    if word not in ("on", "off", "1", "0", "true", "false"):
+        raise ValueError(f"{name}={value!r} must be on or off")
+    return word in ("on", "1", "true")

@@ -35,6 +35,53 @@
   let currentRun = 0; // a newer upload makes the older run stop polling and drawing
   let streamAbort = null; // stops the older run's event stream
 
+  // The browser effects (docs/browser-effects.md): the module the server built, when this
+  // browser runs WebAssembly. With them on, the job asks the server for the colour cutout
+  // (PNG) only, and this page renders the other three from it, to the server's pixels.
+  const MANIFEST = "static/wasm/manifest.json";
+  let browserEffects = null; // { lib, effects } once loaded
+  let blobUrls = []; // the last run's renders, released when the next run starts
+
+  async function loadBrowserEffects() {
+    const toggle = $("browser-effects");
+    const note = $("browser-effects-note");
+    try {
+      if (typeof WebAssembly !== "object") throw new Error("this browser has no WebAssembly");
+      const response = await fetch(MANIFEST);
+      if (!response.ok) throw new Error("the server has no browser effects module");
+      const { module } = await response.json();
+      const lib = await import(new URL(`static/wasm/${module}`, document.baseURI).href);
+      browserEffects = { lib, effects: await lib.loadEffects() };
+      toggle.disabled = false;
+      note.textContent = "On: the server sends the colour cutout (PNG) and this browser renders " +
+        "the other three effects, pixel for pixel as the server would. Off: the server renders all four.";
+    } catch (error) {
+      toggle.checked = false;
+      note.textContent = `Off: ${error.message}; the server renders every effect.`;
+    }
+    syncFormat();
+  }
+
+  // Only from the plain cutout: a background or a crop is the server's to apply after the
+  // effects, so with either the server renders all four.
+  const renderingHere = () =>
+    browserEffects !== null && $("browser-effects").checked &&
+    $("background").value === "transparent" && !$("crop").checked;
+
+  // The browser renders from the lossless cutout: the format is PNG while it does.
+  function syncFormat() {
+    const format = $("format");
+    if (renderingHere()) {
+      format.dataset.chosen = format.dataset.chosen || format.value;
+      format.value = "png";
+      format.disabled = true;
+    } else {
+      if (format.dataset.chosen) format.value = format.dataset.chosen;
+      delete format.dataset.chosen;
+      format.disabled = false;
+    }
+  }
+
   class ShownError extends Error {
     constructor(message, code) {
       super(message);
@@ -258,6 +305,8 @@
   }
 
   function reset(file) {
+    blobUrls.forEach((url) => URL.revokeObjectURL(url));
+    blobUrls = [];
     delete $("effects").dataset.previewOf;
     $("error").hidden = true;
     $("results").hidden = true;
@@ -289,7 +338,7 @@
     return dot > 0 ? name.slice(0, dot) : name || "photo";
   }
 
-  function effectCard(name, output, stem) {
+  function effectCard(name, output, stem, renderedMs) {
     const label = EFFECTS[name] || name;
     const item = document.createElement("li");
     item.className = "effect";
@@ -317,6 +366,12 @@
     size.className = "effect-size";
     size.textContent = `${output.width}×${output.height} ${extensionOf(output.content_type).toUpperCase()}`;
     title.append(size);
+    if (typeof renderedMs === "number") {
+      const here = document.createElement("span");
+      here.className = "effect-size rendered-here";
+      here.textContent = `rendered in this browser in ${formatMs(renderedMs)}`;
+      title.append(here);
+    }
     const link = document.createElement("a");
     link.className = "button small";
     link.href = output.url;
@@ -357,15 +412,39 @@
     $("status-text").textContent = "Preview: finishing the full-size outputs…";
   }
 
-  function showResults(job, fileName, uploadMs) {
+  // The three client effects from the job's colour cutout, each timed, as PNG blobs.
+  async function renderHere(job) {
+    const { lib, effects } = browserEffects;
+    const response = await fetch(job.outputs.color.url);
+    if (!response.ok) throw new ShownError("Could not read the colour cutout.", `http_${response.status}`);
+    const cutout = await lib.decodePng(new Uint8Array(await response.arrayBuffer()));
+    const made = {};
+    for (const name of lib.CLIENT_EFFECTS) {
+      const started = performance.now();
+      const image = effects[name](cutout);
+      const ms = performance.now() - started;
+      const png = await lib.encodePng(image);
+      const url = URL.createObjectURL(new Blob([png], { type: "image/png" }));
+      blobUrls.push(url);
+      made[name] = { output: { url, width: image.width, height: image.height, content_type: "image/png" }, ms };
+    }
+    return made;
+  }
+
+  function showResults(job, fileName, uploadMs, madeHere) {
     delete $("effects").dataset.previewOf;
     const stem = stemOf(fileName);
     const cards = Object.keys(EFFECTS)
-      .filter((name) => job.outputs[name])
-      .map((name) => effectCard(name, job.outputs[name], stem));
+      .filter((name) => job.outputs[name] || madeHere[name])
+      .map((name) => job.outputs[name]
+        ? effectCard(name, job.outputs[name], stem)
+        : effectCard(name, madeHere[name].output, stem, madeHere[name].ms));
     $("effects").replaceChildren(...cards);
 
     const rows = [timingRow("Upload (measured in this browser)", formatMs(uploadMs))];
+    for (const [name, { ms }] of Object.entries(madeHere)) {
+      rows.push(timingRow(`${EFFECTS[name]} (rendered in this browser)`, formatMs(ms)));
+    }
     for (const [key, label] of TIMINGS) {
       const value = job.timings[key];
       if (typeof value !== "number") continue;
@@ -400,7 +479,16 @@
     const run = ++currentRun;
     if (streamAbort) streamAbort.abort();
     reset(file);
-    const options = { format: $("format").value, max_size: $("max-size").value, preview: true };
+    const here = renderingHere();
+    const options = { format: $("format").value, max_size: $("max-size").value, preview: "true" };
+    if (here) options.client_effects = browserEffects.lib.CLIENT_EFFECTS.join(",");
+    const background = $("background").value;
+    if (background === "colour") options.background = $("background-colour").value;
+    else if (background !== "transparent") options.background = background;
+    if ($("crop").checked) {
+      options.crop = "subject";
+      options.crop_margin = "5%";
+    }
     const form = new FormData();
     form.append("image", file, file.name);
     for (const [name, value] of Object.entries(options)) form.append(name, String(value));
@@ -426,7 +514,10 @@
       $("upload-progress").hidden = true;
       showStep(body.status);
       const job = body.status === "succeeded" ? body : await waitForJob(body.id, run);
-      if (job && run === currentRun) showResults(job, file.name, uploadMs);
+      if (!job || run !== currentRun) return;
+      if (here) $("status-text").textContent = "Rendering three effects in this browser…";
+      const madeHere = here ? await renderHere(job) : {};
+      if (run === currentRun) showResults(job, file.name, uploadMs, madeHere);
     } catch (error) {
       if (run === currentRun) showError(error);
     }
@@ -457,8 +548,13 @@
     });
   }
 
+  for (const id of ["browser-effects", "background", "crop"]) $(id).addEventListener("change", syncFormat);
+  loadBrowserEffects();
   $("photo").addEventListener("change", onPicked);
   $("camera").addEventListener("change", onPicked);
   $("upload-form").addEventListener("submit", (event) => event.preventDefault());
+  $("background").addEventListener("change", () => {
+    $("colour-option").hidden = $("background").value !== "colour";
+  });
   setUpDropZone();
 })();

@@ -19,8 +19,11 @@ def luminance(image: torch.Tensor) -> torch.Tensor:
 
 
 def s_curve(x: torch.Tensor, strength: float) -> torch.Tensor:
-    """Blend of the identity and smoothstep: deeper shadows, brighter highlights, same ends."""
-    return torch.lerp(x, x * x * (3 - 2 * x), strength)
+    """Blend of the identity and smoothstep: deeper shadows, brighter highlights, same ends.
+
+    Written as one rounding per operation (no ``torch.lerp``, whose CPU kernel fuses a
+    multiply-add), so the browser's module (wasm/) gets the very same floats."""
+    return x + (x * x * (3 - 2 * x) - x) * strength
 
 
 def weighted_quantiles(x: torch.Tensor, weight: torch.Tensor, qs: torch.Tensor) -> torch.Tensor:
@@ -32,10 +35,13 @@ def weighted_quantiles(x: torch.Tensor, weight: torch.Tensor, qs: torch.Tensor) 
     batch = x.shape[0]
     index = (x.reshape(batch, -1) * (bins - 1)).round().long().clamp_(0, bins - 1)
     index = index + torch.arange(batch, device=x.device).view(-1, 1) * bins
-    hist = torch.zeros(batch * bins, device=x.device, dtype=torch.float32)
-    hist.index_add_(0, index.view(-1), weight.reshape(-1).float())
+    # Weights counted in 8-bit levels, as whole numbers in float64: every sum is exact in any
+    # order, so the browser's module finds the same quantiles.
+    levels = (weight.reshape(-1).double() * 255).round_()
+    hist = torch.zeros(batch * bins, device=x.device, dtype=torch.float64)
+    hist.index_add_(0, index.view(-1), levels)
     cdf = hist.view(batch, bins).cumsum(-1)
-    total = cdf[:, -1:].clamp(min=1e-6)
+    total = cdf[:, -1:].clamp(min=1)
     targets = qs.to(cdf).view(1, -1) * total
     found = torch.searchsorted(cdf.contiguous(), targets.contiguous())
     return (found.clamp(max=bins - 1).to(x.dtype) + 0.5) / bins
@@ -63,14 +69,23 @@ class EffectInputs:
         return estimate_foreground(self.image, self.alpha)
 
     @cached_property
+    def cutout(self) -> torch.Tensor:
+        """The foreground as the colour cutout stores it: on 8 bits, black where the alpha is
+        0 (B×3×H×W). The grey looks start from it, so a client holding the cutout can render
+        them itself, to the same pixels (wasm/, docs/browser-effects.md)."""
+        eight_bit = (self.foreground.clamp(0, 1) * 255).round_() / 255
+        return torch.where(self.alpha > 0, eight_bit, torch.zeros_like(eight_bit))
+
+    @cached_property
     def luma(self) -> torch.Tensor:
-        """Luma of the foreground (B×1×H×W)."""
-        return luminance(self.foreground)
+        """Luma of the stored cutout (B×1×H×W)."""
+        return luminance(self.cutout)
 
     @cached_property
     def local_contrast(self) -> torch.Tensor:
-        """Luma with CLAHE over the subject, blended back towards the original for realism."""
-        return torch.lerp(self.luma, clahe(self.luma, self.alpha), 0.7)
+        """Luma with CLAHE over the subject, blended back towards the original for realism
+        (a lerp by 0.7, one rounding per operation: see ``s_curve``)."""
+        return self.luma + (clahe(self.luma, self.alpha) - self.luma) * 0.7
 
 
 def prepare(image: torch.Tensor, mask: torch.Tensor) -> EffectInputs:

@@ -41,21 +41,31 @@ def _tile_histograms(
     tile = rows.view(-1, 1) * tx + cols.view(1, -1)
     image = torch.arange(batch, device=device).view(-1, 1, 1) * (ty * tx)
     index = ((image + tile) * BINS + bins).view(-1)
-    hist = torch.zeros(batch * ty * tx * BINS, device=device, dtype=torch.float32)
-    hist.index_add_(0, index, weight[:, 0, ::stride, ::stride].reshape(-1).float())
+    # Weights in 8-bit levels, whole numbers in float64: sums are exact in any order.
+    levels = (weight[:, 0, ::stride, ::stride].reshape(-1).double() * 255).round_()
+    hist = torch.zeros(batch * ty * tx * BINS, device=device, dtype=torch.float64)
+    hist.index_add_(0, index, levels)
     return hist.view(batch, ty, tx, BINS)
 
 
 def _tone_maps(
     hist: torch.Tensor, clip_limit: float, prior: float, tile_pixels: float
 ) -> torch.Tensor:
-    hist = hist + prior * tile_pixels / BINS
-    total = hist.sum(-1, keepdim=True)
+    """Float32 maps from whole-number float64 histograms. Every step but the last division
+    is exact whatever the summing order, so any device, and the browser's module (wasm/),
+    gets the same maps: the prior and the clip level are whole numbers too."""
+    prior_mass = round(prior * tile_pixels * 255 / BINS)
+    hist = hist + (max(1, prior_mass) if prior > 0 else prior_mass)
+    total = hist.sum(-1, keepdim=True).clamp(min=1)
     # Clip to a multiple of the flat level and hand the excess back to every bin equally.
-    clipped = torch.minimum(hist, clip_limit * total / BINS)
-    clipped = clipped + (total - clipped.sum(-1, keepdim=True)) / BINS
-    # The map at a bin is the mass below its centre: a flat histogram maps to the identity.
-    return (clipped.cumsum(-1) - clipped / 2) / total
+    clipped = torch.minimum(hist, (clip_limit * total / BINS).floor())
+    excess = total - clipped.sum(-1, keepdim=True)
+    # The map at a bin is the mass below its centre, the excess spread evenly
+    # ((cumsum − clipped/2 + (i + ½)·excess/BINS) / total, doubled to stay whole): a flat
+    # histogram maps to the identity.
+    odd = torch.arange(1, 2 * BINS, 2, device=hist.device, dtype=hist.dtype)
+    below = 2 * clipped.cumsum(-1) - clipped + odd * excess / BINS
+    return (below / (2 * total)).float()
 
 
 def _axis(size: int, tiles: int, device: torch.device) -> torch.Tensor:

@@ -21,6 +21,9 @@ class EngineInfo:
     # Takes any input size (fully convolutional, dynamic shapes), so it can run at a reduced
     # input under load; compiled and TensorRT engines are built for fixed shapes.
     any_input_size: bool = True
+    # Cheap enough to build for a worker's first-run background gate (workers/engine_switch.py);
+    # an AOTInductor compile or a TensorRT build takes many minutes: left to `make engines`.
+    background_gate: bool = True
 
 
 ENGINES: dict[str, EngineInfo] = {
@@ -29,12 +32,20 @@ ENGINES: dict[str, EngineInfo] = {
         HalfEngine, 0.99, "fp16 (CUDA, with CUDA graphs) / bf16 (CPU), channels_last"
     ),
     "compiled": EngineInfo(
-        CompiledEngine, 0.99, "AOTInductor packages cached on disk", any_input_size=False
+        CompiledEngine,
+        0.99,
+        "AOTInductor packages cached on disk",
+        any_input_size=False,
+        background_gate=False,
     ),
     "onnxruntime": EngineInfo(OnnxRuntimeEngine, 0.99, "onnxruntime CPU on our fp32 export"),
     "int8": EngineInfo(Int8Engine, 0.97, "onnxruntime CPU, static INT8 calibrated on photos"),
     "tensorrt": EngineInfo(
-        TensorRTEngine, 0.99, "torch-tensorrt fp16 (unverified)", any_input_size=False
+        TensorRTEngine,
+        0.99,
+        "torch-tensorrt fp16 (unverified)",
+        any_input_size=False,
+        background_gate=False,
     ),
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Literal
 
@@ -51,6 +51,21 @@ class Pipeline:
         # Device → host copies run beside the next batch's model (CUDA only).
         self._copies = torch.cuda.Stream(device) if device.type == "cuda" else None
 
+    def switch_segmenter(
+        self, make: Callable[[], Segmenter], hold_device: bool = False
+    ) -> Segmenter:
+        """Replace the segmenter between batches, never during one (the device lock); returns
+        the new one. ``make`` builds and warms it outside the lock, so batches keep running
+        meanwhile, unless ``hold_device`` (a CUDA graph capture must run alone)."""
+        segmenter = None if hold_device else make()
+        with self._device:
+            segmenter = segmenter or make()
+            old = self.segmenter
+            if (segmenter.device, segmenter.config) != (old.device, old.config):
+                raise ValueError("a switch changes the engine only, not the model or the device")
+            self.segmenter = segmenter
+        return segmenter
+
     def run(self, jobs: Sequence[JobInput]) -> list[JobOutcome]:
         return self.process(jobs).outcomes
 
@@ -74,13 +89,14 @@ class Pipeline:
                 with span(spans, "wait_device"):
                     self._device.acquire()
                 held = time.perf_counter()
+                segmenter = self.segmenter  # read under the lock: one engine per batch
                 try:
                     clock.start()
                     with span(spans, "inference"):
-                        masked, failed = segment(self.segmenter, decoded)
+                        masked, failed = segment(segmenter, decoded)
                     with span(spans, "effects"):
                         groups, failed_render = render_groups(
-                            masked, self.segmenter.device, self.device_jpeg, self._copies
+                            masked, segmenter.device, self.device_jpeg, self._copies
                         )
                     clock.stop()
                 finally:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +45,7 @@ class Decoded:
     icc_profile: bytes | None
     model_input: int  # the model's input side for this job
     decode_ms: float
+    background: torch.Tensor | None = None  # the uploaded background, 3×h×w uint8 (host)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -69,7 +70,27 @@ def decode_batch(
             failures[job.job_id] = Failure("invalid_image", str(image))
         else:
             decoded[job.job_id] = _from_pillow(job, image, job.model_input or full_input, seconds)
+    wanted = [decoded[job.job_id] for job in jobs if job.background and job.job_id in decoded]
+    for item, background in zip(wanted, pool.map(_decode_background, wanted), strict=True):
+        if isinstance(background, InvalidImage):
+            del decoded[item.job.job_id]
+            failures[item.job.job_id] = Failure("invalid_background", str(background))
+        else:
+            decoded[item.job.job_id] = replace(item, background=background)
     return [decoded[j.job_id] for j in jobs if j.job_id in decoded], failures, decode_ms
+
+
+def _decode_background(item: Decoded) -> torch.Tensor | InvalidImage:
+    """The job's uploaded background, no larger than its output canvas needs."""
+    job = item.job
+    assert job.background is not None
+    size = job.finishing.layout.size
+    side = max(job.max_size, *size) if size else job.max_size
+    try:
+        rgb = decode(job.background, side).rgb
+    except InvalidImage as exc:
+        return InvalidImage(f"the background image: {exc}")
+    return torch.from_numpy(rgb).permute(2, 0, 1)
 
 
 def _decode_one(

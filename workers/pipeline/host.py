@@ -15,10 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from workers.effects import EFFECTS
+from workers.finishing import Box, subject_box
 from workers.imageio import encode_image, encode_mask
-from workers.outputs import MASK_CODEC, codec_for
+from workers.outputs import MASK_CODEC, encode_finished, finished_codec
 from workers.pipeline.decode import Decoded
 from workers.pipeline.device import Masked, OnDevice
+from workers.pipeline.jobs import JobInput
 from workers.pipeline.previews import PREVIEW_CODEC, shrink_on_host
 
 # (effect name, H×W×C uint8 colour, H×W uint8 alpha, format, ICC profile) → file bytes
@@ -37,6 +39,8 @@ class Encoding:
     effects_ms: float
     device_encode_ms: float  # this job's part of the device encodes (0 when it had none)
     started: float  # perf_counter when its encodes were handed to the pool
+    size: tuple[int, int]  # (height, width) of its outputs: the photo's, or its canvas
+    foreground: Future[Box]  # the subject's box in its outputs, measured on the mask
 
     @property
     def item(self) -> Decoded:
@@ -55,6 +59,8 @@ def finish_on_host(group: OnDevice, pool: Executor, encode_effect: EncodeEffect)
     previews = _queue_previews(group, arrays, pool)
     steps = _queue_host_steps(group, arrays, pool)
     outputs = _queue_encodes(group, arrays, pool, encode_effect)
+    masks = [_mask(group, arrays, index) for index in range(len(group.items))]
+    boxes = [pool.submit(subject_box, mask) for mask in masks]
     alpha = arrays["alpha"]
     for (index, name), step in steps.items():  # as each host step ends: its preview, its encode
         item = group.items[index].item
@@ -78,17 +84,26 @@ def finish_on_host(group: OnDevice, pool: Executor, encode_effect: EncodeEffect)
         Encoding(
             masked,
             {
-                name: (outputs[index][name], _codec(name, masked.item.job.format))
+                name: (outputs[index][name], _codec(name, masked.item.job, index, group))
                 for name in (*masked.item.job.effects, "mask")
             },
             {n: previews[index][n] for n in masked.item.job.effects if n in previews[index]},
-            group.preview_size,
+            _preview_size(group, arrays, index),
             group.effects_ms,
             group.device_encode_ms if any(i == index for i, _ in group.device_jpegs) else 0.0,
             started,
+            (int(masks[index].shape[0]), int(masks[index].shape[1])),
+            boxes[index],
         )
         for index, masked in enumerate(group.items)
+        if index not in group.failed
     ]
+
+
+def _mask(group: OnDevice, arrays: Arrays, index: int) -> np.ndarray:
+    """The job's mask output: its own canvas's, or the group's at the photo's size."""
+    own = arrays.get(f"job/{index}/mask")
+    return arrays["alpha"][index] if own is None else own
 
 
 def _queue_previews(group: OnDevice, arrays: Arrays, pool: Executor) -> Previews:
@@ -96,13 +111,25 @@ def _queue_previews(group: OnDevice, arrays: Arrays, pool: Executor) -> Previews
     previews: Previews = [{} for _ in group.items]
     for index, masked in enumerate(group.items):
         job, icc = masked.item.job, masked.item.icc_profile
-        for name in job.effects if job.preview else ():
-            if name not in group.deferred:
+        for name in job.effects if job.preview and index not in group.failed else ():
+            if index in group.finished:  # its own canvas, finished
+                small = arrays[f"job/{index}/preview/{name}"]
+                small_alpha = arrays[f"job/{index}/preview/alpha"]
+                previews[index][name] = pool.submit(
+                    encode_image, small, small_alpha, PREVIEW_CODEC, icc
+                )
+            elif name not in group.deferred:
                 small, small_alpha = arrays[f"preview/{name}"], arrays["preview/alpha"]
                 previews[index][name] = pool.submit(
                     encode_image, small[index], small_alpha[index], PREVIEW_CODEC, icc
                 )
     return previews
+
+
+def _preview_size(group: OnDevice, arrays: Arrays, index: int) -> tuple[int, int]:
+    """(width, height) of the job's previews: the group's, or its own canvas's."""
+    own = arrays.get(f"job/{index}/preview/alpha")
+    return group.preview_size if own is None else (int(own.shape[1]), int(own.shape[0]))
 
 
 def _queue_host_steps(
@@ -113,7 +140,7 @@ def _queue_host_steps(
         (index, name): pool.submit(_host_step(name), arrays[f"deferred/{name}"][index])
         for index, masked in enumerate(group.items)
         for name in masked.item.job.effects
-        if name in group.deferred
+        if name in group.deferred and index not in group.finished and index not in group.failed
     }
 
 
@@ -125,6 +152,11 @@ def _queue_encodes(
     outputs: PerJob = [{} for _ in group.items]
     for index, masked in enumerate(group.items):
         job, icc = masked.item.job, masked.item.icc_profile
+        if index in group.failed:
+            continue
+        if index in group.finished:
+            outputs[index] = _queue_finished(index, job, icc, arrays, pool)
+            continue
         for name in job.effects:
             if (index, name) in group.device_jpegs:
                 outputs[index][name] = group.device_jpegs[index, name]
@@ -137,11 +169,35 @@ def _queue_encodes(
     return outputs
 
 
+def _queue_finished(
+    index: int, job: JobInput, icc: bytes | None, arrays: Arrays, pool: Executor
+) -> dict[str, Future[bytes] | bytes]:
+    """A job finished on its own canvas: each effect as composited, and its mask."""
+    alpha, composited = arrays[f"job/{index}/alpha"], job.finishing.composites
+    queued: dict[str, Future[bytes] | bytes] = {
+        name: pool.submit(
+            encode_finished,
+            name,
+            arrays[f"job/{index}/colour/{name}"],
+            alpha,
+            job.format,
+            icc,
+            composited,
+        )
+        for name in job.effects
+    }
+    queued["mask"] = pool.submit(encode_mask, arrays[f"job/{index}/mask"])
+    return queued
+
+
 def _host_step(name: str) -> Callable[[np.ndarray], np.ndarray]:
     step = EFFECTS[name].host_step
     assert step is not None, f"{name} has no host step"
     return step.on_host
 
 
-def _codec(name: str, fmt: str) -> str:
-    return MASK_CODEC if name == "mask" else codec_for(EFFECTS[name], fmt)
+def _codec(name: str, job: JobInput, index: int, group: OnDevice) -> str:
+    if name == "mask":
+        return MASK_CODEC
+    composited = index in group.finished and job.finishing.composites
+    return finished_codec(EFFECTS[name], job.format, composited)

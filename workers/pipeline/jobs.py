@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from contract.options import Finishing
+
 
 @dataclass(frozen=True)
 class JobInput:
@@ -15,6 +17,8 @@ class JobInput:
     format: str
     model_input: int | None = None  # the model's input side for this job; None: the model's
     preview: bool = False  # hand small previews of its effects to ``on_preview`` first
+    finishing: Finishing = field(default_factory=Finishing)  # background, crop, refinement
+    background: bytes | None = None  # the uploaded background image (background "image")
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,13 @@ class EncodedOutput:
 
 @dataclass(frozen=True)
 class ModelCall:
-    """One engine call: how many images, at which input side, how long it took."""
+    """One engine call: how many images, at which input side, how long it took, on which
+    engine (a worker may switch engines between batches)."""
 
     images: int
     input_size: int
     seconds: float
+    engine: str
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class JobOutcome:
     timings: dict[str, float] = field(default_factory=dict)
     batch_size: int = 0  # images that went through the model together with this one
     model_input: int = 0  # the model input side it ran at (0: it never reached the model)
+    # The subject's box in output pixels (left, top, width, height); (0, 0, 0, 0): no subject.
+    foreground: tuple[int, int, int, int] | None = None
 
     @property
     def ok(self) -> bool:

@@ -36,19 +36,24 @@ def publish_previews(encoding: Encoding, began: float, on_preview: OnPreview) ->
         return None
 
 
-def collect(encoding: Encoding) -> tuple[list[EncodedOutput], float] | Failure:
-    """The job's outputs once encoded, and ``encode_ms``; or why one failed."""
-    height, width = encoding.item.size
+Collected = tuple[list[EncodedOutput], float, tuple[int, int, int, int]]
+
+
+def collect(encoding: Encoding) -> Collected | Failure:
+    """The job's outputs once encoded, ``encode_ms`` and the subject's box; or why one
+    failed."""
+    height, width = encoding.size
     outputs = []
     try:
         for name, (result, codec) in encoding.outputs.items():
             data = result if isinstance(result, bytes) else result.result()
             content_type, extension = CODECS[codec]
             outputs.append(EncodedOutput(name, data, content_type, extension, width, height))
+        box = encoding.foreground.result().as_tuple()
     except Exception as exc:
         return Failure.of(exc)
     seconds = time.perf_counter() - encoding.started
-    return outputs, ms(seconds) + encoding.device_encode_ms
+    return outputs, ms(seconds) + encoding.device_encode_ms, box
 
 
 def assemble(
@@ -56,7 +61,7 @@ def assemble(
     decode_ms: Mapping[str, float],
     masked: Sequence[Masked],
     failures: Mapping[str, Failure],
-    finished: Mapping[str, tuple[list[EncodedOutput], float] | Failure],
+    finished: Mapping[str, Collected | Failure],
     encodings: Mapping[str, Encoding],
     preview_ms: Mapping[str, float],
 ) -> list[JobOutcome]:
@@ -80,6 +85,6 @@ def assemble(
         if isinstance(result, Failure):
             outcome.error_code, outcome.error_message = result.code, result.message
         elif result is not None:
-            outcome.outputs, outcome.timings["encode_ms"] = result
+            outcome.outputs, outcome.timings["encode_ms"], outcome.foreground = result
         outcomes.append(outcome)
     return outcomes
