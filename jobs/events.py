@@ -141,8 +141,8 @@ class ChangeFeed:
                         self._ask_all_to_reread()  # anything published while we were away
                     elif message["type"] == "pmessage":
                         self._deliver(message["channel"], message["data"])
-            except redis.RedisError:
-                log.warning("job change feed lost Redis; reconnecting", exc_info=True)
+            except redis.RedisError as exc:
+                log.warning("job change feed lost Redis (%s); reconnecting", exc)
             finally:
                 self._listening.clear()
                 pubsub.close()
