@@ -77,6 +77,7 @@ run: weights
 	@echo "  metrics: http://127.0.0.1:8000/metrics, workers :9101 (gpu) and :9102 (io)"
 	@echo "  send a photo:  curl -F image=@photo.jpg http://127.0.0.1:8000/api/v2/jobs"
 	@echo "  then poll the Location it answers:  curl http://127.0.0.1:8000/api/v2/jobs/<id>"
+	@echo "  or follow it live:  curl -N http://127.0.0.1:8000/api/v2/jobs/<id>/events (docs/events.md)"
 	@# Which engine the gpu worker runs, and on a first run what it switches to (docs/engines.md).
 	@echo "  $$($(PY) -m workers.engines.plan)"
 	@echo ""

@@ -33,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "QUEUE_RETRY_AFTER": 30,  # seconds, in the 503's Retry-After
     "WEBHOOKS": None,  # WebhookSettings; from the environment when None
     "NOTIFY": None,  # callable(job_id) queueing a webhook; Celery's send_task when None
+    "EVENTS_HEARTBEAT_SECONDS": 15.0,  # a comment on an idle event stream keeps proxies open
 }
 
 
@@ -57,7 +58,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.config["WEBHOOKS"] = app.config["WEBHOOKS"] or WebhookSettings.from_env()
     app.extensions["cutout"] = build_services(storage, app.config["ENQUEUE"], app.config["NOTIFY"])
 
-    from api import cancel, demo, effects_module, files, health, jobs, metrics, openapi
+    from api import cancel, demo, effects_module, events, files, health, jobs, metrics, openapi
 
     app.register_blueprint(jobs.bp)
     app.register_blueprint(files.bp)
@@ -65,6 +66,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(demo.bp)
     app.register_blueprint(effects_module.bp)
     app.register_blueprint(cancel.bp)
+    app.register_blueprint(events.bp)
     app.register_blueprint(openapi.bp)
     register_error_handlers(app)
     auth.install_auth(app)  # before the limits: they count per key

@@ -16,7 +16,7 @@ from api.errors import ApiError
 from api.services import services
 from jobs.record import JobRecord
 
-PROTECTED_BLUEPRINTS = frozenset({"jobs", "cancel"})
+PROTECTED_BLUEPRINTS = frozenset({"jobs", "cancel", "events"})
 
 
 def config_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:

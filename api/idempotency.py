@@ -27,7 +27,13 @@ MAX_LENGTH = 255
 
 def fingerprint(image: bytes, fields: dict[str, Any]) -> str:
     """What makes two requests "the same": the endpoint, the image and the parsed options."""
-    parts = {"path": request.path, "image": hashlib.sha256(image).hexdigest(), **fields}
+    return fingerprint_of(hashlib.sha256(image).hexdigest(), fields)
+
+
+def fingerprint_of(image_sha256: str, fields: dict[str, Any]) -> str:
+    """The same from the image's SHA-256: a hash-first submit and the upload that follows it
+    are the same request."""
+    parts = {"path": request.path, "image": image_sha256, **fields}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request, url_for
 
 from api.auth import current_owner, owned_job
 from api.errors import ApiError, error_body
+from api.hash_first import submit_by_hash_from_request
 from api.idempotency import fingerprint, idempotent
 from api.limits import queue_admission
 from api.rendering import render_job
@@ -70,7 +71,11 @@ def _accepted(record: JobRecord, status: int = 202):  # type: ignore[no-untyped-
 
 @bp.post("/jobs")
 def create_job():  # type: ignore[no-untyped-def]
-    """``202`` with the queued job, or ``200`` with the finished one when the cache had it."""
+    """``202`` with the queued job, or ``200`` with the finished one when the cache had it.
+    A JSON body is a hash-first submit (``api/hash_first.py``): ``200`` or ``428``."""
+    if request.is_json:
+        record = submit_by_hash_from_request()
+        return _accepted(record, 200 if record.status == "succeeded" else 202)
     record = _submit_from_request()
     return _accepted(record, 200 if record.status == "succeeded" else 202)
 

@@ -33,7 +33,7 @@ from storage.redis_client import limiter_options
 from storage.settings import StorageSettings
 
 SUBMIT_BLUEPRINTS = ("jobs",)
-READ_BLUEPRINTS = ("jobs", "cancel")
+READ_BLUEPRINTS = ("jobs", "cancel", "events")
 
 
 def config_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:

@@ -189,6 +189,32 @@ def _submit_body(**more: Any) -> dict[str, Any]:
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
+def _hash_first_body() -> dict[str, Any]:
+    """The upload, or (JSON) the photo's SHA-256 and the options without the bytes."""
+    options = {name: field for name, field in SUBMIT_FIELDS.items() if name != "image"}
+    effects = options["effects"]
+    options["effects"] = {
+        "oneOf": [effects, {"type": "array", "items": {"enum": list(EFFECT_NAMES)}}],
+        "description": effects["description"],
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "image_sha256": {
+                "type": "string",
+                "pattern": "^[0-9a-fA-F]{64}$",
+                "description": "the photo's SHA-256 (hex); answered from the result cache "
+                "only for a key that has uploaded those bytes before (docs/events.md)",
+            },
+            **options,
+        },
+        "required": ["image_sha256"],
+    }
+    body = _submit_body()
+    body["content"][JSON] = {"schema": schema}
+    return body
+
+
 def _schemas() -> dict[str, Any]:
     output = {
         "type": "object",
@@ -327,10 +353,11 @@ def _paths() -> dict[str, Any]:
     return {
         "/api/v2/jobs": {
             "post": {
-                "summary": "Queue a job, or answer it from the result cache",
+                "summary": "Queue a job, or answer it from the result cache (a JSON body: by "
+                "the photo's hash alone, without its bytes)",
                 "operationId": "createJob",
                 "parameters": [IDEMPOTENCY_KEY],
-                "requestBody": _submit_body(),
+                "requestBody": _hash_first_body(),
                 "responses": {
                     "200": _job(
                         "already succeeded: every output was in the result cache "
@@ -345,8 +372,40 @@ def _paths() -> dict[str, Any]:
                         *RATE_HEADERS,
                     ),
                     **SUBMIT_ERRORS,
+                    "428": _error(
+                        "a hash-first (JSON) submit the result cache cannot answer for this "
+                        "key (`image_required`): upload the photo"
+                    ),
                 },
             }
+        },
+        "/api/v2/jobs/{job_id}/events": {
+            "parameters": [JOB_ID],
+            "get": {
+                "summary": "The job's changes as Server-Sent Events, to its end",
+                "operationId": "jobEvents",
+                "parameters": [
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,6}$"},
+                        "description": "resume after this event (1 queued, 2 processing, "
+                        "3 preview, 4 the end)",
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "`queued`, `processing`, `preview`, then `succeeded`, "
+                        "`failed` or `canceled` (its data: the job as GET answers it), each "
+                        "with its id; a `: keep-alive` comment every 15 s (docs/events.md)",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "400": _error("a malformed Last-Event-ID (`invalid_last_event_id`)"),
+                    "404": found,
+                    **LIMITED,
+                },
+            },
         },
         "/api/v2/jobs/{job_id}": {
             "parameters": [JOB_ID],
@@ -474,7 +533,8 @@ def document(auth_required: bool) -> dict[str, Any]:
         },
     }
     if auth_required:
-        for path in ("/api/v2/jobs", "/api/v2/jobs/{job_id}", "/api/v2/process-with-effects"):
+        protected = ("/api/v2/jobs", "/api/v2/jobs/{job_id}", "/api/v2/jobs/{job_id}/events")
+        for path in (*protected, "/api/v2/process-with-effects"):
             for method, operation in doc["paths"][path].items():
                 if method != "parameters":
                     operation["security"] = [{"apiKey": []}]

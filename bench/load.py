@@ -373,6 +373,7 @@ def stack_environment(base: Path, redis_url: str, max_queue_depth: int) -> dict[
         "CUTOUT_LOCAL_DIR": str(base / "files"),
         "CUTOUT_RUN_DIR": str(base / "run"),
         "CUTOUT_API_PORT": str(free_port()),
+        "CUTOUT_UPSTREAM_PORT": str(free_port()),
         "CUTOUT_FLOWER_PORT": str(free_port()),
         "CUTOUT_GPU_METRICS_PORT": str(free_port()),
         "CUTOUT_IO_METRICS_PORT": str(free_port()),

@@ -122,14 +122,22 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser(
         "submit",
         help="send photos to a running cutout service",
-        description="Submit photos to the service's API and print each job. With --wait, "
-        "poll the jobs and download their outputs as OUT/<photo>.<effect>.<format>.",
+        description="Submit photos to the service's API and print each job (each photo's "
+        "SHA-256 goes first: a photo the service has already processed for this key is not "
+        "uploaded again). With --wait, follow the jobs' event streams (polling where a stream "
+        "fails) and download their outputs as OUT/<photo>.<effect>.<format>.",
     )
     submit.add_argument("files", type=Path, nargs="+", metavar="FILE")
     submit.add_argument(
         "--url",
         default=os.environ.get("CUTOUT_URL", DEFAULT_URL),
         help=f"the service (default: $CUTOUT_URL or {DEFAULT_URL})",
+    )
+    submit.add_argument(
+        "--api-key",
+        default=os.environ.get("CUTOUT_API_KEY", ""),
+        metavar="KEY",
+        help="the API key, sent as a Bearer token (default: $CUTOUT_API_KEY; none when unset)",
     )
     submit.add_argument("--wait", action="store_true", help="wait for the jobs and download")
     submit.add_argument(
@@ -220,7 +228,7 @@ def run_submit(args: argparse.Namespace) -> int:
         form=form,
         background=picture,
     )
-    with Client(args.url) as client:
+    with Client(args.url, api_key=args.api_key) as client:
         queued, summary = submit_all(client, args.files, options, _echo)
         if args.wait:
             wait_and_download(client, queued, args.out, options, args.timeout, summary, _echo)

@@ -1,7 +1,8 @@
 """``cutout submit``: photos to a running service through ``cutout.client``.
 
 All photos are submitted first, so the service can batch them; then, with ``wait``, each job
-is polled to its end and its outputs are downloaded.
+is followed to its end (its event stream; polling where the stream fails) and its outputs are
+downloaded. ``Client.submit`` sends each photo's hash first and uploads it only when asked.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ def wait_and_download(
     summary: Summary,
     echo: Callable[[str], None],
 ) -> None:
-    """Poll each job to its end and save its outputs as ``out_dir/<stem>.<effect>.<ext>``."""
+    """Follow each job to its end and save its outputs as ``out_dir/<stem>.<effect>.<ext>``."""
     for source, job in queued:
         try:
             job = client.wait(job["id"], timeout)

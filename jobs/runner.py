@@ -88,8 +88,11 @@ class JobRunner:
         began = time.perf_counter()
         reduced = self.quality.model_input() if self.quality is not None else None
         started: dict[str, Started] = {}
-        for job_id in dict.fromkeys(job_ids):  # a redelivered duplicate runs once
-            prepared = self._prepare(job_id, batch_id, reduced)
+        unique = list(dict.fromkeys(job_ids))  # a redelivered duplicate runs once
+        # What a job is told as it starts (its "processing" event); its end records the facts.
+        plan = (len(unique), reduced or self.processor.input_size)
+        for job_id in unique:
+            prepared = self._prepare(job_id, batch_id, reduced, plan)
             if isinstance(prepared, Started):
                 started[job_id] = prepared
             elif prepared is not None:
@@ -157,10 +160,12 @@ class JobRunner:
             },
         )
 
-    def _prepare(self, job_id: str, batch_id: str, reduced: int | None) -> Started | str | None:
+    def _prepare(
+        self, job_id: str, batch_id: str, reduced: int | None, plan: tuple[int, int]
+    ) -> Started | str | None:
         """Start the job and load what it needs to compute; or end it at once and return its
-        status (None: the job is gone)."""
-        record = self._start(job_id, batch_id)
+        status (None: the job is gone). ``plan``: the batch's size and model input."""
+        record = self._start(job_id, batch_id, plan)
         if record is None:
             return None
         if record.status != "processing":
@@ -170,7 +175,11 @@ class JobRunner:
         names = output_names(options.effects)
         cached = self.cache.lookup(record.content_key, names)
         if len(cached) == len(names):  # computed meanwhile (or before a redelivery)
-            return self._end(job_id, cached, lambda r: replace(r, computed=()))
+
+            def ran_nothing(r: JobRecord) -> JobRecord:
+                return replace(r, computed=(), batch_size=None, model_input=None)
+
+            return self._end(job_id, cached, ran_nothing)
         background = None
         try:
             data = self.store.open(staging_key(job_id))
@@ -191,7 +200,9 @@ class JobRunner:
         )
         return Started(record, cached, work)
 
-    def _start(self, job_id: str, batch_id: str) -> JobRecord | None:
+    def _start(self, job_id: str, batch_id: str, plan: tuple[int, int]) -> JobRecord | None:
+        batch_size, model_input = plan
+
         def begin(current: JobRecord) -> JobRecord | None:
             if current.ended:
                 return None  # canceled before it ran, or already done (a redelivery)
@@ -202,6 +213,8 @@ class JobRunner:
                 status="processing",
                 started_at=started,
                 batch_id=batch_id,
+                batch_size=batch_size,
+                model_input=model_input,
                 timings={**current.timings, "queue_ms": queue_ms},
             )
 

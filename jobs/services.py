@@ -15,6 +15,7 @@ from jobs.admission import Admission
 from jobs.dispatch import Dispatcher
 from jobs.end_hook import job_end_hook
 from jobs.heartbeats import Heartbeats
+from jobs.known_images import KnownImages
 from jobs.queue import Enqueue, JobQueue, Producer
 from jobs.store import JobStore
 from storage import ObjectStore, StorageSettings, open_store
@@ -33,6 +34,7 @@ class JobServices:
     dispatcher: Dispatcher
     heartbeats: Heartbeats
     admission: Admission  # the queue-depth limit, atomic
+    known: KnownImages  # the photos each key has uploaded (hash-first submits)
 
 
 def redis_options(settings: StorageSettings) -> dict[str, object]:
@@ -77,4 +79,5 @@ def open_services(
         dispatcher=Dispatcher(jobs, cache, store, enqueue or queue.enqueue_segment),
         heartbeats=Heartbeats(client, settings.key_prefix),
         admission=Admission(client, queue.broker, settings.key_prefix),
+        known=KnownImages(client, settings.key_prefix, settings.cache_ttl_seconds),
     )

@@ -66,8 +66,14 @@ class JobStore:
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
-    def _channel(self, job_id: str) -> str:
+    def channel(self, job_id: str) -> str:
+        """Where every change of the job is published (the new record as JSON)."""
         return f"{self.prefix}:job-events:{job_id}"
+
+    @property
+    def channel_pattern(self) -> str:
+        """Every job's channel, for one subscription per process (``jobs/events.py``)."""
+        return f"{self.prefix}:job-events:*"
 
     def create(self, record: JobRecord) -> None:
         if record.status not in STATUSES:
@@ -106,10 +112,11 @@ class JobStore:
                         pipe.reset()
                         return current
                     pipe.multi()
-                    pipe.set(key, _encode(updated), keepttl=True)
+                    encoded = _encode(updated)
+                    pipe.set(key, encoded, keepttl=True)
+                    # In the same transaction: a subscriber sees changes in the order written.
+                    pipe.publish(self.channel(job_id), encoded)
                     ends = updated.ended and not current.ended
-                    if ends:
-                        pipe.publish(self._channel(job_id), updated.status)
                     pipe.execute()
                     if ends:
                         self._ended(updated)
@@ -136,7 +143,7 @@ class JobStore:
         deadline = time.monotonic() + timeout
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(self._channel(job_id))  # before reading, so no event is missed
+            pubsub.subscribe(self.channel(job_id))  # before reading, so no event is missed
             while True:
                 record = self.get(job_id)
                 remaining = deadline - time.monotonic()
@@ -149,6 +156,11 @@ class JobStore:
 
 def _encode(record: JobRecord) -> str:
     return json.dumps(record.to_dict())
+
+
+def decode(raw: bytes | str) -> JobRecord:
+    """A record as ``update`` writes and publishes it."""
+    return _decode(raw)
 
 
 def _decode(raw: bytes | str) -> JobRecord:

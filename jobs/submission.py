@@ -63,6 +63,35 @@ def new_record(
     )
 
 
+def submit_by_hash(
+    svc: JobServices,
+    model_id: str,
+    image_sha256: str,
+    options: JobOptions,
+    owner: str | None = None,
+    webhook: WebhookState | None = None,
+) -> JobRecord | None:
+    """A hash-first submit: the finished job (a cache hit, recorded and ended like any other)
+    when ``owner`` has uploaded these bytes before and the result cache holds every output;
+    None otherwise (the client must send the image). Nothing is stored for a None."""
+    if not svc.known.knows(owner, image_sha256):
+        return None  # never answer another key's upload to someone who only has its hash
+    record = JobRecord(
+        id=uuid.uuid4().hex,
+        status="queued",
+        created_at=now_iso(),
+        options=options,
+        model=model_id,
+        content_key=job_content_key(image_sha256, model_id, options),
+        owner=owner,
+        webhook=webhook,
+    )
+    hit = answer_from_cache(svc, record)
+    if hit is not None:
+        metrics.CACHE_HITS.inc()
+    return hit
+
+
 def answer_from_cache(svc: JobServices, record: JobRecord) -> JobRecord | None:
     """The job, already succeeded, when every requested output is cached; None otherwise.
     Nothing is staged or queued for a hit."""
@@ -110,7 +139,10 @@ def submit(
     cache hit, else staged and dispatched. A job the cache cannot answer is staged and
     dispatched inside ``admit()``, which raises on entry to refuse it (the queue is full) and
     holds its place in the queue until it is queued (``jobs.admission``), so a full queue
-    never refuses a hit."""
+    never refuses a hit. The owner's possession of the bytes is remembered for
+    ``submit_by_hash``."""
+    if record.input is not None:
+        svc.known.remember(record.owner, record.input.sha256)
     hit = answer_from_cache(svc, record)
     if hit is not None:
         metrics.CACHE_HITS.inc()

@@ -71,7 +71,9 @@ def open_redis(url: str, **options: Any) -> redis.Redis:
     """A client of the server ``url`` names; through Sentinel, of whichever node is primary
     now, with commands retried across a failover."""
     if not is_sentinel(url):
-        return redis.Redis.from_url(url, **options)
+        # redis-py 8 caps a pool at 100 connections and raises past it: a burst of a thousand
+        # event streams opening at once (the front door's greenlets) waits for one instead.
+        return redis.Redis(connection_pool=_blocking_pool(url, **options))
     target = parse_sentinel_url(url)
     timeout = options.pop("socket_timeout", 2.0)
     sentinel = Sentinel(
@@ -84,11 +86,16 @@ def open_redis(url: str, **options: Any) -> redis.Redis:
     return sentinel.master_for(target.service, retry=retry, socket_timeout=timeout, **options)
 
 
+def _blocking_pool(url: str, **options: Any) -> redis.BlockingConnectionPool:
+    return redis.BlockingConnectionPool.from_url(url, max_connections=100, timeout=20, **options)
+
+
 def limiter_options(url: str) -> dict[str, Any]:
     """What the limiter's own Redis client needs beyond ``url`` (``limits`` reads the
-    sentinel URL itself): the same retries across a failover."""
+    sentinel URL itself): the same retries across a failover; a pool that waits past 100
+    connections rather than failing, as ``open_redis``'s."""
     if not is_sentinel(url):
-        return {}
+        return {"connection_pool": _blocking_pool(url)}
     return {"retry": Retry(FAILOVER_BACKOFF, FAILOVER_RETRIES), "socket_timeout": 2.0}
 
 

@@ -1,7 +1,9 @@
-"""The ``cutout`` command line: ``process`` in this process, ``submit`` against the real stack."""
+"""The ``cutout`` command line: ``process`` in this process, ``submit`` against the real stack
+(with API keys on), and the client's event stream and hash-first submit through that stack."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -9,12 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
+from api.api_keys import hash_key, new_key
 from cutout.cli import main
-from cutout.client import Client
+from cutout.client import ApiError, Client
 from devtools.redis_server import free_port
-from tests.conftest import ROOT, Stack
+from tests.conftest import ROOT, Stack, photo_jpeg
+
+KEY, OTHER_KEY = new_key(), new_key()
+STACK_ENV = {
+    "CUTOUT_AUTH": "on",
+    "CUTOUT_API_KEYS": f"cli:{hash_key(KEY)},other:{hash_key(OTHER_KEY)}",
+}
 
 
 def _photo_folder(folder: Path, photos: dict[str, bytes]) -> Path:
@@ -153,7 +163,9 @@ def test_submit_and_wait_downloads_the_outputs(
     args = ["submit", *map(str, files), "--url", stack.api_url, "--wait", "--out", str(out)]
     args += ["--effects", "color,dithering", "--max-size", "128", "--format", "png", "--mask"]
 
-    assert main(args) == 1
+    assert main(args) == 1, "no key"
+    assert "failed: " + str(files[0]) + ": unauthorized" in capsys.readouterr().err
+    assert main([*args, "--api-key", KEY]) == 1
     captured = capsys.readouterr()
     assert "4 photos: 2 done, 2 failed" in captured.err
     assert f"failed: {files[1]}: invalid_image: cannot decode" in captured.err
@@ -169,10 +181,15 @@ def test_submit_and_wait_downloads_the_outputs(
 
 @pytest.mark.slow
 def test_submit_without_wait_prints_each_job(
-    stack: Stack, photos: dict[str, bytes], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    stack: Stack,
+    photos: dict[str, bytes],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     photo = tmp_path / "coffee.jpg"
     photo.write_bytes(photos["coffee"])
+    monkeypatch.setenv("CUTOUT_API_KEY", KEY)
     args = ["submit", str(photo), "--url", stack.api_url, "--effects", "color", "--max-size", "64"]
     args += ["--background", "#00ff00", "--crop", "--crop-margin", "4px"]
     assert main(args) == 0
@@ -188,3 +205,37 @@ def test_submit_without_wait_prints_each_job(
     assert (box["left"], box["top"]) == (4, 4) and job["outputs"]["mask"]["width"] == box[
         "width"
     ] + 8
+
+
+@pytest.mark.slow
+def test_a_jobs_stream_and_hash_first_submits_through_the_stack(stack: Stack) -> None:
+    """queued → processing → succeeded as the worker moves the job; a reconnect after the end
+    gets the final event; another key's job is 404; the finished photo is then answered by its
+    hash alone for its key, and asked for from another."""
+    photo = photo_jpeg("coffee", quality=71)  # bytes no other test sends: never a cache hit
+    options = {"effects": ["color"], "max_size": 96}
+    client, other = Client(stack.api_url, api_key=KEY), Client(stack.api_url, api_key=OTHER_KEY)
+    job = client.submit(photo, "coffee.jpg", **options)  # hash first: 428, then the upload
+    assert job["status"] == "queued"
+    events = list(client.events(job["id"]))
+    assert [e.kind for e in events] == ["queued", "processing", "succeeded"]
+    assert [e.id for e in events] == ["1", "2", "4"]
+    assert events[1].job["batch_size"] >= 1 and events[1].job["model_input"]
+    assert events[-1].job == client.job(job["id"])
+
+    again = list(client.events(job["id"], last_event_id="2"))
+    assert [e.kind for e in again] == ["succeeded"]
+    with pytest.raises(ApiError) as foreign:
+        list(other.events(job["id"]))
+    assert (foreign.value.status, foreign.value.code) == (404, "job_not_found")
+
+    body = {"image_sha256": hashlib.sha256(photo).hexdigest(), **options}
+    url = f"{stack.api_url}/api/v2/jobs"
+
+    def by_hash(key: str) -> requests.Response:  # no bytes sent
+        return requests.post(url, json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+
+    hit = by_hash(KEY)
+    assert hit.status_code == 200 and hit.json()["cache"] == "hit", hit.text
+    asked = by_hash(OTHER_KEY)
+    assert asked.status_code == 428 and asked.json()["error"]["code"] == "image_required"

@@ -1,7 +1,9 @@
 """The demo page at ``/``: served by the app, then used in a real headless chromium.
 
 The browser tests drive Debian's chromium (``make browser`` installs it) through Playwright
-against the real stack: gunicorn, a Celery worker, Redis. A missing browser fails them.
+against the real stack (gunicorn, a Celery worker, Redis) with API keys on: the page asks for
+the key when the server answers 401, sends each photo's hash first and follows the job's event
+stream. A missing browser fails them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from flask.testing import FlaskClient
 from PIL import Image
 
 from api import create_app
+from api.api_keys import hash_key, new_key
 from cutout.client import ApiError, Client
 from storage.settings import StorageSettings
 from tests.conftest import Stack
@@ -37,6 +40,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 JOB_TIMEOUT_MS = 180_000
+KEY = new_key()
+STACK_ENV = {"CUTOUT_AUTH": "on", "CUTOUT_API_KEYS": f"demo:{hash_key(KEY)}"}
 BROWSER_EFFECTS = "Render black & white, pop art and dithering in this browser"
 
 
@@ -99,10 +104,27 @@ def page(browser: Any, stack: Stack) -> Iterator[Any]:
             problems.append(f"request outside the service: {request.url}")
 
     page.on("request", check_request)
+    page.requested = []  # type: ignore[attr-defined]
+    page.on("request", lambda r: page.requested.append((r.method, urlsplit(r.url).path)))
     page.goto(f"{stack.api_url}/")
     yield page
     context.close()
     assert not problems
+
+
+def _give_key(page: Any) -> None:
+    """Answer the key dialog the page opens on its first 401."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_role("dialog")).to_be_visible(timeout=30_000)
+    page.get_by_label("API key", exact=True).fill(KEY)
+    page.get_by_role("button", name="Use this key").click()
+
+
+def _uploaded(response: Any) -> bool:
+    return response.request.method == "POST" and "multipart" in (
+        response.request.headers.get("content-type") or ""
+    )
 
 
 def _all_images_loaded(page: Any) -> list[int]:
@@ -126,15 +148,19 @@ def test_a_photo_becomes_four_effects_in_the_browser(
     toggle = page.get_by_label(BROWSER_EFFECTS)
     expect(toggle).to_be_enabled()
     toggle.uncheck()
-    with page.expect_response(lambda r: r.request.method == "POST") as posted:
-        page.get_by_label("Choose a photo").set_input_files(photo)
+    page.get_by_label("Choose a photo").set_input_files(photo)
+    with page.expect_response(_uploaded) as posted:
+        _give_key(page)  # the hash-first POST was refused (401); with the key: 428, then this
+    assert posted.value.status == 202
     job_id = posted.value.json()["id"]
 
     cards = page.locator("#effects li")
     expect(cards).to_have_count(4, timeout=JOB_TIMEOUT_MS)  # the previews may come first
     expect(page.get_by_role("status")).to_contain_text("Done in", timeout=JOB_TIMEOUT_MS)
-    job = Client(stack.api_url).job(job_id)
+    job = Client(stack.api_url, api_key=KEY).job(job_id)
     assert job["status"] == "succeeded"
+    assert ("GET", f"/api/v2/jobs/{job_id}/events") in page.requested, "it followed the stream"
+    assert ("GET", f"/api/v2/jobs/{job_id}") not in page.requested, "and never polled"
     names = ["color", "enhancedblackwhite", "popart", "dithering"]
     assert [cards.nth(i).get_attribute("data-effect") for i in range(4)] == names
     assert _all_images_loaded(page) == [job["outputs"][name]["width"] for name in names]
@@ -159,6 +185,13 @@ def test_a_photo_becomes_four_effects_in_the_browser(
     assert box is not None and box["width"] >= 120, "the effects stay large enough to see"
     page.screenshot(path=shots / "demo-phone.png", full_page=True)
 
+    # The same photo again: answered by its hash alone (the key is kept in this tab).
+    with page.expect_response(lambda r: r.request.method == "POST") as again:
+        page.get_by_label("Choose a photo").set_input_files(photo)
+    assert again.value.status == 200 and again.value.json()["cache"] == "hit"
+    expect(page.get_by_role("status")).to_contain_text("Done", timeout=30_000)
+    assert sum(1 for method, _ in page.requested if method == "POST") == 4, "no second upload"
+
 
 @pytest.mark.slow
 def test_by_default_the_browser_renders_three_effects_from_the_cutout(
@@ -170,10 +203,11 @@ def test_by_default_the_browser_renders_three_effects_from_the_cutout(
     expect(page.get_by_label(BROWSER_EFFECTS)).to_be_enabled()  # WebAssembly runs here
     photo = tmp_path / "coffee.jpg"
     photo.write_bytes(photos["coffee"])
-    with page.expect_response(lambda r: r.request.method == "POST") as posted:
-        page.get_by_label("Choose a photo").set_input_files(photo)
+    page.get_by_label("Choose a photo").set_input_files(photo)
+    with page.expect_response(_uploaded) as posted:
+        _give_key(page)
     expect(page.get_by_role("status")).to_contain_text("Done in", timeout=JOB_TIMEOUT_MS)
-    job = Client(stack.api_url).job(posted.value.json()["id"])
+    job = Client(stack.api_url, api_key=KEY).job(posted.value.json()["id"])
     assert job["options"]["effects"] == ["color"] and job["options"]["format"] == "png"
     assert set(job["outputs"]) == {"color", "mask"}
     cutout = job["outputs"]["color"]
@@ -213,8 +247,9 @@ def test_the_background_picker_and_the_crop_toggle_reach_the_job(
     page.get_by_label("Background").select_option("colour")
     page.get_by_label("Colour", exact=True).fill("#ff8800")
     page.get_by_label("Crop to the subject").check()
-    with page.expect_response(lambda r: r.request.method == "POST") as posted:
-        page.get_by_label("Choose a photo").set_input_files(photo)
+    page.get_by_label("Choose a photo").set_input_files(photo)
+    with page.expect_response(_uploaded) as posted:
+        _give_key(page)
     options = posted.value.json()["options"]
     assert options["background"] == "#ff8800ff" and options["crop"] == "subject"
     assert options["crop_margin"] == "5% 5% 5% 5%"
@@ -227,9 +262,10 @@ def test_a_refused_file_shows_the_apis_message(page: Any, stack: Stack, tmp_path
     fake = tmp_path / "holiday.jpg"
     fake.write_bytes(b"<svg xmlns='http://www.w3.org/2000/svg'/>")
     with pytest.raises(ApiError) as refused:
-        Client(stack.api_url).submit(fake.read_bytes(), fake.name)
+        Client(stack.api_url, api_key=KEY).submit(fake.read_bytes(), fake.name)
 
     page.get_by_label("Choose a photo").set_input_files(fake)
+    _give_key(page)
     alert = page.get_by_role("alert")
     expect(alert).to_be_visible()
     expect(page.locator("#error-message")).to_have_text(refused.value.message)
@@ -245,12 +281,13 @@ def test_a_job_that_fails_in_the_worker_shows_its_error(
 
     broken = tmp_path / "broken.png"
     broken.write_bytes(corrupt_png())  # a sound header, garbage pixels
-    with page.expect_response(lambda r: r.request.method == "POST") as posted:
-        page.get_by_label("Choose a photo").set_input_files(broken)
+    page.get_by_label("Choose a photo").set_input_files(broken)
+    with page.expect_response(_uploaded) as posted:
+        _give_key(page)
     assert posted.value.status == 202, "the header is fine: the worker finds the fault"
 
     expect(page.get_by_role("alert")).to_be_visible(timeout=JOB_TIMEOUT_MS)
-    job = Client(stack.api_url).job(posted.value.json()["id"])
+    job = Client(stack.api_url, api_key=KEY).job(posted.value.json()["id"])
     assert job["status"] == "failed"
     expect(page.locator("#error-message")).to_have_text(job["error"]["message"])
     expect(page.locator("#error-code")).to_have_text("invalid_image")

@@ -22,7 +22,16 @@ from tests.conftest import ROOT, _spawn, stack_env, wait_until
 
 def test_every_procfile_process_restarts_and_gpu_instances_are_numbered(tmp_path: Path) -> None:
     progs = programs(read_procfile(ROOT / "Procfile"), {"gpu": 3})
-    assert [p.name for p in progs] == ["api", "gpu0", "gpu1", "gpu2", "io", "flower", "beat"]
+    assert [p.name for p in progs] == [
+        "front",
+        "api",
+        "gpu0",
+        "gpu1",
+        "gpu2",
+        "io",
+        "flower",
+        "beat",
+    ]
     # honcho's numbering, which the Procfile's `$((PORT % 100))` reads.
     assert [p.port % 100 for p in progs if p.kind == "gpu"] == [0, 1, 2]
     text = config(progs, tmp_path, ROOT)
@@ -39,9 +48,9 @@ def _ready(url: str) -> bool:
         return False
 
 
-def _all_five(run_dir: Path) -> dict[str, int] | None:
+def _all_six(run_dir: Path) -> dict[str, int] | None:
     found = running(run_dir)
-    return found if set(found) == {"api", "gpu0", "io", "flower", "beat"} else None
+    return found if set(found) == {"front", "api", "gpu0", "io", "flower", "beat"} else None
 
 
 @pytest.mark.slow
@@ -58,6 +67,7 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
         CUTOUT_ENV="development",
         CUTOUT_RUN_DIR=str(run_dir),
         CUTOUT_API_PORT=str(api_port),
+        CUTOUT_UPSTREAM_PORT=str(free_port()),
         CUTOUT_FLOWER_PORT=str(free_port()),
         CUTOUT_GPU_METRICS_PORT=str(gpu_metrics),
         CUTOUT_IO_METRICS_PORT=str(free_port()),
@@ -67,7 +77,7 @@ def test_supervised_stack_restarts_a_killed_gpu_worker(
     sup = _spawn([sys.executable, "-m", "devtools.supervise", "-c", "gpu=1"], env, log)
     try:
         wait_until(lambda: _ready(url), 180, "the supervised stack to be ready")
-        before = wait_until(lambda: _all_five(run_dir), 30, "all five processes", 1)
+        before = wait_until(lambda: _all_six(run_dir), 30, "all six processes", 1)
         # The Procfile's port arithmetic under sh: gpu0's metrics on CUTOUT_GPU_METRICS_PORT.
         assert requests.get(f"http://127.0.0.1:{gpu_metrics}/metrics", timeout=5).ok
         killed_at = time.time()

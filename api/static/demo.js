@@ -1,5 +1,7 @@
-// The demo page: upload a photo to /api/v2/jobs, poll the job, show its previews while it
-// runs, then its four outputs.
+// The demo page: send a photo's SHA-256 to /api/v2/jobs (the photo itself only when the server
+// asks for it), follow the job's event stream (polling where the stream fails), show its
+// previews while it runs, then its four outputs. Asks for an API key when the server answers
+// 401 and keeps it in this tab's sessionStorage only.
 // Plain browser JavaScript, no build step and no dependencies.
 "use strict";
 
@@ -27,8 +29,11 @@
     processing: "Processing: removing the background and rendering the effects…",
   };
 
+  const KEY_STORE = "cutout-api-key";
+
   const $ = (id) => document.getElementById(id);
   let currentRun = 0; // a newer upload makes the older run stop polling and drawing
+  let streamAbort = null; // stops the older run's event stream
 
   // The browser effects (docs/browser-effects.md): the module the server built, when this
   // browser runs WebAssembly. With them on, the job asks the server for the colour cutout
@@ -101,12 +106,72 @@
 
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+  function apiKey() {
+    try {
+      return sessionStorage.getItem(KEY_STORE) || "";
+    } catch {
+      return "";
+    }
+  }
+
+  function authHeaders() {
+    const key = apiKey();
+    return key ? { Authorization: `Bearer ${key}` } : {};
+  }
+
+  // The key dialog; resolves true once a key is stored for this tab.
+  function askForKey(refused) {
+    const dialog = $("key-dialog");
+    $("key-reason").textContent = refused
+      ? "It refused that key. Check it and try again."
+      : "It answered that this page needs an API key.";
+    $("key-input").value = "";
+    dialog.returnValue = "";
+    dialog.showModal();
+    return new Promise((resolve) => {
+      dialog.addEventListener(
+        "close",
+        () => {
+          const key = $("key-input").value.trim();
+          if (dialog.returnValue !== "ok" || !key) return resolve(false);
+          sessionStorage.setItem(KEY_STORE, key);
+          resolve(true);
+        },
+        { once: true },
+      );
+    });
+  }
+
+  // send(headers) again with a key while the server answers 401 and the user gives one.
+  async function withKey(send) {
+    for (;;) {
+      const answer = await send(authHeaders());
+      if (answer.status !== 401) return answer;
+      const refused = apiKey() !== "";
+      sessionStorage.removeItem(KEY_STORE);
+      if (!(await askForKey(refused))) return answer;
+    }
+  }
+
+  async function fetchJson(url, options) {
+    const response = await fetch(url, { cache: "no-store", ...options });
+    return { status: response.status, body: parseJson(await response.text()) };
+  }
+
+  // Hex SHA-256 of the file; null where SubtleCrypto is missing (plain http off localhost).
+  async function sha256Hex(file) {
+    if (!(window.crypto && crypto.subtle)) return null;
+    const digest = await crypto.subtle.digest("SHA-256", await file.arrayBuffer());
+    return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
   // XMLHttpRequest rather than fetch: only it reports upload progress.
-  function upload(form, onProgress) {
+  function upload(form, onProgress, headers) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
       xhr.open("POST", JOBS);
       xhr.setRequestHeader("Accept", "application/json");
+      for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
       xhr.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) onProgress(event.loaded / event.total);
       });
@@ -121,13 +186,78 @@
   }
 
   async function getJob(id) {
-    const response = await fetch(`${JOBS}/${encodeURIComponent(id)}`, {
-      headers: { Accept: "application/json" },
-      cache: "no-store",
-    });
-    const body = parseJson(await response.text());
-    if (!response.ok) throw apiError(response.status, body);
+    const { status, body } = await withKey((headers) =>
+      fetchJson(`${JOBS}/${encodeURIComponent(id)}`, {
+        headers: { ...headers, Accept: "application/json" },
+      }),
+    );
+    if (status !== 200) throw apiError(status, body);
     return body;
+  }
+
+  // What a job's state means for the page: the finished job, an error, or null (not yet).
+  function onJob(job) {
+    showStep(job.status);
+    if (job.status === "processing" && job.preview) showPreview(job);
+    if (job.status === "succeeded") return job;
+    if (job.status === "failed" || job.status === "canceled") {
+      const error = job.error || {};
+      throw new ShownError(error.message || `The job was ${job.status}.`, error.code || job.status);
+    }
+    return null;
+  }
+
+  // Follow the job's Server-Sent Events (fetch, not EventSource: it can send the key).
+  // Returns the finished job, or null when a newer run took over; any other trouble
+  // (no stream, a dropped connection) throws a plain Error, and the caller polls instead.
+  async function follow(id, run) {
+    const controller = new AbortController();
+    streamAbort = controller;
+    const response = await withKey((headers) =>
+      fetch(`${JOBS}/${encodeURIComponent(id)}/events`, {
+        headers: { ...headers, Accept: "text/event-stream" },
+        cache: "no-store",
+        signal: controller.signal,
+      }),
+    );
+    if (response.status === 401 || response.status === 404) {
+      throw apiError(response.status, parseJson(await response.text()));
+    }
+    if (!response.ok || !response.body) throw new Error(`no event stream (${response.status})`);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (run !== currentRun) return null;
+        if (done) throw new Error("the event stream ended early");
+        buffer += value;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const frame = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const data = frame
+            .split("\n")
+            .filter((line) => line.startsWith("data:"))
+            .map((line) => line.slice(5).trim())
+            .join("\n");
+          if (!data) continue; // a heartbeat comment, or the retry hint
+          const job = onJob(JSON.parse(data));
+          if (job) return job;
+        }
+      }
+    } finally {
+      controller.abort();
+    }
+  }
+
+  async function waitForJob(id, run) {
+    try {
+      return await follow(id, run);
+    } catch (error) {
+      if (error instanceof ShownError || run !== currentRun) throw error;
+      return poll(id, run); // the stream failed: poll instead
+    }
   }
 
   // Poll until the job ends; a few network blips are retried with a growing pause.
@@ -148,13 +278,7 @@
       }
       failures = 0;
       if (run !== currentRun) return null;
-      showStep(job.status);
-      if (job.status === "processing" && job.preview) showPreview(job);
-      if (job.status === "succeeded") return job;
-      if (job.status === "failed" || job.status === "canceled") {
-        const error = job.error || {};
-        throw new ShownError(error.message || `The job was ${job.status}.`, error.code || job.status);
-      }
+      if (onJob(job)) return job;
       await sleep(POLL_MS);
     }
     return null;
@@ -336,35 +460,60 @@
       typeof total === "number" ? `Done in ${formatMs(total)}.` : "Done.";
   }
 
+  // Hash first: the finished job at once when the server already has it for this key (200),
+  // null when it asks for the photo (428) or the browser cannot hash.
+  async function submitByHash(file, options) {
+    const sha = await sha256Hex(file).catch(() => null);
+    if (!sha) return null;
+    const answer = await withKey((headers) =>
+      fetchJson(JOBS, {
+        method: "POST",
+        headers: { ...headers, "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ image_sha256: sha, ...options }),
+      }),
+    );
+    return answer.status === 428 ? null : answer;
+  }
+
   async function start(file) {
     const run = ++currentRun;
+    if (streamAbort) streamAbort.abort();
     reset(file);
+    const here = renderingHere();
+    const options = { format: $("format").value, max_size: $("max-size").value, preview: "true" };
+    if (here) options.client_effects = browserEffects.lib.CLIENT_EFFECTS.join(",");
+    const background = $("background").value;
+    if (background === "colour") options.background = $("background-colour").value;
+    else if (background !== "transparent") options.background = background;
+    if ($("crop").checked) {
+      options.crop = "subject";
+      options.crop_margin = "5%";
+    }
     const form = new FormData();
     form.append("image", file, file.name);
-    const here = renderingHere();
-    form.append("format", $("format").value);
-    if (here) form.append("client_effects", browserEffects.lib.CLIENT_EFFECTS.join(","));
-    form.append("max_size", $("max-size").value);
-    form.append("preview", "true");
-    const background = $("background").value;
-    if (background === "colour") form.append("background", $("background-colour").value);
-    else if (background !== "transparent") form.append("background", background);
-    if ($("crop").checked) {
-      form.append("crop", "subject");
-      form.append("crop_margin", "5%");
-    }
+    for (const [name, value] of Object.entries(options)) form.append(name, String(value));
     try {
       const started = performance.now();
-      const { status, body } = await upload(form, (fraction) => {
-        if (run === currentRun) $("upload-progress").value = Math.round(fraction * 100);
-      });
+      let answer = await submitByHash(file, options);
+      if (answer === null && run === currentRun) {
+        answer = await withKey((headers) =>
+          upload(
+            form,
+            (fraction) => {
+              if (run === currentRun) $("upload-progress").value = Math.round(fraction * 100);
+            },
+            headers,
+          ),
+        );
+      }
+      const { status, body } = answer;
       const uploadMs = performance.now() - started;
       if (run !== currentRun) return;
       if (status !== 202 && status !== 200) throw apiError(status, body);
       $("upload-progress").value = 100;
       $("upload-progress").hidden = true;
       showStep(body.status);
-      const job = body.status === "succeeded" ? body : await poll(body.id, run);
+      const job = body.status === "succeeded" ? body : await waitForJob(body.id, run);
       if (!job || run !== currentRun) return;
       if (here) $("status-text").textContent = "Rendering three effects in this browser…";
       const madeHere = here ? await renderHere(job) : {};
