@@ -72,6 +72,10 @@ def test_the_compose_file_validates(docker_compose: Path) -> None:
     assert gpu["command"][gpu["command"].index("--pool") + 1] == "threads"
     assert "--concurrency" not in gpu["command"]
     assert "gunicorn" in services["api"]["command"]
+    # The front door owns the public port and relays to gunicorn, which reads its PROXY line.
+    assert services["front"]["ports"][0]["published"] == "8000"
+    assert "api:8010" in services["front"]["command"]
+    assert "--proxy-protocol" in services["api"]["command"] and "ports" not in services["api"]
     assert "--appendonly" in services["redis"]["command"]
     assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "ops:pw"
     # Every process that touches storage uses the bundled S3 store, once its bucket exists,
