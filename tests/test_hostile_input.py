@@ -82,7 +82,9 @@ def test_a_request_that_is_not_a_multipart_upload_is_400(
 ) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
     response = client.post("/api/v2/jobs", data=body, headers=headers)
-    assert response.status_code == 400 and _error(response) == "missing_image"
+    # A JSON body is a hash-first submit (docs/events.md); this one names no image_sha256.
+    code = "invalid_image_sha256" if content_type == "application/json" else "missing_image"
+    assert response.status_code == 400 and _error(response) == code
 
 
 def test_a_cut_jpeg_is_caught_even_with_an_end_marker_in_its_exif() -> None:
