@@ -21,11 +21,9 @@ import io
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -34,6 +32,7 @@ import redis
 import requests
 from PIL import Image
 
+from bench.api_stack import answers, bench_env, spawn, start_gunicorn, wait_for
 from devtools.redis_server import free_port, start
 from jobs.heartbeats import Heartbeats
 
@@ -59,26 +58,6 @@ def two_megabyte_photo() -> bytes:
     return best
 
 
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as fh:
-        return subprocess.Popen(args, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
-
-
-def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waited {seconds:.0f}s for {what}")
-        time.sleep(0.1)
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).ok
-    except requests.RequestException:
-        return False
-
-
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q))
 
@@ -87,22 +66,9 @@ def measure(rounds: int, workdir: Path) -> tuple[dict[str, list[float]], int]:
     redis_port, api_port = free_port(), free_port()
     redis_proc = start(redis_port, workdir / "redis")
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {
-        **os.environ,
-        "CUTOUT_REDIS_URL": redis_url,
-        "CUTOUT_LOCAL_DIR": str(workdir / "files"),
-        "CUTOUT_STORAGE": "local",
-        # The hit path as anonymous local use runs it (auth off), with a submit limit no
-        # round reaches; the worker needs no metrics port.
-        "CUTOUT_AUTH": "off",
-        "CUTOUT_RATE_LIMIT_SUBMIT": "100000 per minute",
-        "CUTOUT_METRICS_PORT": "0",
-    }
-    api = spawn(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
-         "--bind", f"127.0.0.1:{api_port}", "api:create_app()"],
-        env, workdir / "api.log",
-    )  # fmt: skip
+    # The hit path as anonymous local use runs it; the worker needs no metrics port.
+    env = bench_env(redis_url, workdir, CUTOUT_METRICS_PORT="0")
+    api = start_gunicorn(env, workdir, api_port)
     worker = spawn(
         [sys.executable, "-m", "celery", "-A", "tasks.worker", "worker", "--queues", "gpu",
          "--pool", "threads", "--concurrency", "1", "--hostname", "gpu@bench",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import redis
 import requests
 from PIL import Image
 
-from bench.cache_hit import answers, spawn, wait_for
+from bench.api_stack import answers, bench_env, start_front, start_gunicorn, wait_for
 from devtools.redis_server import free_port, start
 from jobs.record import JobOptions
 from jobs.submission import job_content_key
@@ -103,25 +102,10 @@ def measure(rounds: int, workdir: Path) -> tuple[dict[str, list[float]], dict[st
     redis_port, api_port, front_port = free_port(), free_port(), free_port()
     redis_proc = start(redis_port, workdir / "redis")
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {
-        **os.environ,
-        "CUTOUT_REDIS_URL": redis_url,
-        "CUTOUT_LOCAL_DIR": str(workdir / "files"),
-        "CUTOUT_STORAGE": "local",
-        "CUTOUT_AUTH": "off",
-        "CUTOUT_RATE_LIMIT_SUBMIT": "100000 per minute",
-        "CUTOUT_RATE_LIMIT_READ": "100000 per minute",
-    }
-    api = spawn(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
-         "--bind", f"127.0.0.1:{api_port}", "--proxy-protocol", "auto", "api:create_app()"],
-        env, workdir / "api.log",
-    )  # fmt: skip
-    front = spawn(
-        [sys.executable, "-m", "api.front", "--bind", f"127.0.0.1:{front_port}",
-         "--upstream", f"127.0.0.1:{api_port}"],
-        env, workdir / "front.log",
-    )  # fmt: skip
+    env = bench_env(redis_url, workdir)
+    # "auto": gunicorn takes both the front door's PROXY line and the direct requests.
+    api = start_gunicorn(env, workdir, api_port, proxy_protocol="auto")
+    front = start_front(env, workdir, front_port, api_port)
     photos = {f"{mb:g} MB": photo_of(mb) for mb in SIZES_MB}
     sizes = {name: len(data) for name, data in photos.items()}
     try:

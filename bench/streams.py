@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
 import resource
 import statistics
 import sys
@@ -38,7 +37,7 @@ import redis
 import requests
 from PIL import Image
 
-from bench.cache_hit import answers, spawn, wait_for
+from bench.api_stack import answers, bench_env, start_front, start_gunicorn, wait_for
 from devtools.redis_server import free_port, start
 from jobs.record import JobOptions, JobRecord, now_iso
 from jobs.store import JobStore
@@ -164,26 +163,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     redis_port, api_port, front_port = free_port(), free_port(), free_port()
     redis_proc = start(redis_port, workdir / "redis")
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
-    env = {
-        **os.environ,
-        "CUTOUT_REDIS_URL": redis_url,
-        "CUTOUT_LOCAL_DIR": str(workdir / "files"),
-        "CUTOUT_STORAGE": "local",
-        "CUTOUT_AUTH": "off",
-        "CUTOUT_RATE_LIMIT_SUBMIT": "100000 per minute",
-        "CUTOUT_RATE_LIMIT_READ": "100000 per minute",
-        "CUTOUT_MAX_QUEUE_DEPTH": "1000000",
-    }
-    api = spawn(
-        [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", "4",
-         "--bind", f"127.0.0.1:{api_port}", "--proxy-protocol", "v1", "api:create_app()"],
-        env, workdir / "api.log",
-    )  # fmt: skip
-    front = spawn(
-        [sys.executable, "-m", "api.front", "--bind", f"127.0.0.1:{front_port}",
-         "--upstream", f"127.0.0.1:{api_port}"],
-        env, workdir / "front.log",
-    )  # fmt: skip
+    env = bench_env(redis_url, workdir, CUTOUT_MAX_QUEUE_DEPTH="1000000")
+    api = start_gunicorn(env, workdir, api_port, proxy_protocol="v1")
+    front = start_front(env, workdir, front_port, api_port)
     base = f"http://127.0.0.1:{front_port}"
     streams: Streams | None = None
     try:
