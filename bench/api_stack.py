@@ -54,6 +54,14 @@ def start_front(
     return spawn(args, env, workdir / "front.log")
 
 
+def stop(*procs: subprocess.Popen[bytes], grace: float = 30) -> None:
+    """Terminate each process still running and wait for it, in order."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(grace)
+
+
 def wait_for(predicate: Callable[[], bool], seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():

@@ -29,7 +29,14 @@ import redis
 import requests
 from PIL import Image
 
-from bench.api_stack import answers, bench_env, start_front, start_gunicorn, wait_for
+from bench.api_stack import (
+    answers,
+    bench_env,
+    start_front,
+    start_gunicorn,
+    stop,
+    wait_for,
+)
 from devtools.redis_server import free_port, start
 from jobs.record import JobOptions
 from jobs.submission import job_content_key
@@ -121,12 +128,8 @@ def measure(rounds: int, workdir: Path) -> tuple[dict[str, list[float]], dict[st
             time_one_server(base, where, photos, rounds, timings)
         return timings, sizes
     finally:
-        for proc in (front, api):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        stop(front, api)
+        stop(redis_proc, grace=10)
 
 
 def report(timings: dict[str, list[float]], sizes: dict[str, int], rounds: int) -> str:

@@ -37,7 +37,14 @@ import redis
 import requests
 from PIL import Image
 
-from bench.api_stack import answers, bench_env, start_front, start_gunicorn, wait_for
+from bench.api_stack import (
+    answers,
+    bench_env,
+    start_front,
+    start_gunicorn,
+    stop,
+    wait_for,
+)
 from devtools.redis_server import free_port, start
 from jobs.record import JobOptions, JobRecord, now_iso
 from jobs.store import JobStore
@@ -199,12 +206,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, object]:
     finally:
         if streams is not None:
             streams.close()
-        for proc in (front, api):
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(30)
-        redis_proc.terminate()
-        redis_proc.wait(10)
+        stop(front, api)
+        stop(redis_proc, grace=10)
 
 
 def _p(values: object, q: float) -> float:
